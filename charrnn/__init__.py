@@ -1,0 +1,3 @@
+"""charrnn: a character-level LSTM language model in pure NumPy."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,161 @@
+"""Checkpoints: one ``.npz`` file of named arrays plus a JSON metadata entry.
+
+Array names:
+    param/<name>      the model's parameters (names as in ``model.py``)
+    <group>/<name>    training state added by the trainer (optimizer moments,
+                      the carried recurrent state)
+    metadata          UTF-8 JSON as a uint8 array: format, format_version,
+                      charrnn_version, model (the ModelConfig), vocabulary
+                      (the characters in id order, after <START> and <END>),
+                      and, for a checkpoint that can be resumed, training.
+
+Files are loaded with ``allow_pickle=False``, so a checkpoint can never run
+code, and written to a temporary file that is renamed over the target, so a
+crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import CharrnnError
+from .model import Model, ModelConfig
+from .vocab import NUM_SPECIAL, Vocabulary
+
+FORMAT = "charrnn-checkpoint"
+FORMAT_VERSION = 1
+PARAM_PREFIX = "param/"
+METADATA_KEY = "metadata"
+
+
+@dataclass
+class Checkpoint:
+    """A model with its vocabulary, and whatever training state was saved with it."""
+
+    model: Model
+    vocab: Vocabulary
+    training: dict | None = None  # JSON-able training state, None if not resumable
+    training_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
+    """Write the checkpoint atomically: a temporary file in the same folder, fsync, rename."""
+    model = checkpoint.model
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "charrnn_version": __version__,
+        "model": model.config.to_dict(),
+        "vocabulary": list(checkpoint.vocab.chars),
+        "training": checkpoint.training,
+    }
+    arrays = {PARAM_PREFIX + name: value for name, value in model.params.items()}
+    arrays.update(checkpoint.training_arrays)
+    arrays[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (where the platform allows opening a folder)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _read_arrays(path: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise CharrnnError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise CharrnnError(f"{path}: is a directory, not a checkpoint") from None
+    except PermissionError:
+        raise CharrnnError(f"{path}: permission denied") from None
+    except AttributeError:
+        # np.load returns a bare array, not an archive, for a .npy file.
+        raise CharrnnError(f"{path}: not a charrnn checkpoint (a single array)") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        reason = "holds pickled objects" if "pickle" in str(error) else "unreadable or truncated"
+        raise CharrnnError(f"{path}: not a charrnn checkpoint ({reason})") from None
+
+
+def _parse_metadata(path: str, arrays: dict[str, np.ndarray]) -> dict:
+    raw = arrays.get(METADATA_KEY)
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CharrnnError(f"{path}: not a charrnn checkpoint (no metadata)")
+    try:
+        metadata = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CharrnnError(f"{path}: not a charrnn checkpoint (unreadable metadata)") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CharrnnError(f"{path}: not a charrnn checkpoint")
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CharrnnError(
+            f"{path}: checkpoint format version {version} is not supported by charrnn "
+            f"{__version__} (it reads version {FORMAT_VERSION}); upgrade charrnn")
+    return metadata
+
+
+def _build_model(path: str, metadata: dict, arrays: dict[str, np.ndarray]):
+    try:
+        vocab = Vocabulary(tuple(metadata["vocabulary"]))
+        config = ModelConfig(**metadata["model"])
+        if any(not isinstance(char, str) or len(char) != 1 for char in vocab.chars):
+            raise ValueError("vocabulary entries must be single characters")
+    except (KeyError, TypeError, ValueError) as error:
+        raise CharrnnError(f"{path}: damaged checkpoint metadata ({error})") from None
+    if config.vocab_size != len(vocab.chars) + NUM_SPECIAL:
+        raise CharrnnError(f"{path}: damaged checkpoint (vocabulary size does not match the model)")
+    params = {}
+    for name, shape in config.param_shapes().items():
+        array = arrays.get(PARAM_PREFIX + name)
+        if array is None:
+            raise CharrnnError(f"{path}: damaged checkpoint (no array {name!r})")
+        if array.shape != shape or array.dtype.kind != "f":
+            raise CharrnnError(f"{path}: damaged checkpoint ({name!r} has shape {array.shape} "
+                               f"and type {array.dtype}, expected {shape} floats)")
+        if not np.isfinite(array).all():
+            raise CharrnnError(f"{path}: damaged checkpoint ({name!r} holds NaN or infinity)")
+        params[name] = array
+    return Model(config, params), vocab
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and validate a checkpoint; any problem is one CharrnnError."""
+    path = str(path)
+    arrays = _read_arrays(path)
+    metadata = _parse_metadata(path, arrays)
+    model, vocab = _build_model(path, metadata, arrays)
+    training_arrays = {name: array for name, array in arrays.items()
+                       if name != METADATA_KEY and not name.startswith(PARAM_PREFIX)}
+    return Checkpoint(model, vocab, metadata.get("training"), training_arrays)

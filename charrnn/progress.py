@@ -1,0 +1,66 @@
+"""Training progress on stderr: a rich progress bar on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .train import TrainEvent
+
+BAR_TOTAL = 1000
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def log_line(event: TrainEvent) -> str:
+    """One line summing up an evaluation or the end of training."""
+    parts = [f"step {event.step}", f"epoch {event.epoch:.2f}",
+             f"train {_loss(event.train_loss)}", f"val {_loss(event.val_loss)} nats/char",
+             f"{event.chars_per_sec:,.0f} chars/s", f"{event.elapsed:.1f} s"]
+    if event.checkpoint:
+        parts.append(f"saved {event.checkpoint}")
+    return " | ".join(parts)
+
+
+class TrainingReporter:
+    """Receives the trainer's events; use as a context manager around the run."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.task = None
+        self.val_loss: float | None = None
+
+    def __enter__(self) -> TrainingReporter:
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("[bold]train"), BarColumn(),
+                TextColumn("step {task.fields[step]}"),
+                TextColumn("loss {task.fields[train]}"),
+                TextColumn("val {task.fields[val]}"),
+                TextColumn("{task.fields[speed]} chars/s"),
+                TimeElapsedColumn(), TimeRemainingColumn(),
+                console=self.console)
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=BAR_TOTAL, step=0, train="-",
+                                               val="-", speed="-")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: TrainEvent) -> None:
+        if event.val_loss is not None:
+            self.val_loss = event.val_loss
+        if self.progress is not None:
+            completed = None if event.fraction_done is None else event.fraction_done * BAR_TOTAL
+            self.progress.update(self.task, completed=completed, step=event.step,
+                                 train=_loss(event.train_loss), val=_loss(self.val_loss),
+                                 speed=f"{event.chars_per_sec:,.0f}")
+        if event.kind != "step":
+            self.console.print(log_line(event), highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,264 @@
+"""The training loop: truncated backpropagation through time with Adam.
+
+The training sequence is cut into B streams (see ``corpus.Windows``); each
+step trains on the next window of T steps of every stream, starting from the
+recurrent state the previous window ended in. Gradients stop at the window's
+start. The state is reset at the start of every epoch.
+
+The trainer knows nothing of the terminal: it reports through an ``on_event``
+callback and asks a ``stop_requested`` callback whether to stop early.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .checkpoint import Checkpoint, save_checkpoint
+from .corpus import Corpus, Windows, fit_window
+from .errors import CharrnnError
+from .evaluate import score_tokens
+from .model import Model, ModelConfig, State, init_params
+from .optim import Adam, clip_by_global_norm_
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train: data layout, optimization, when to stop and evaluate."""
+
+    seq_length: int = 100
+    batch_size: int = 64
+    lr: float = 2e-3
+    clip: float = 5.0
+    max_steps: int | None = None
+    max_epochs: float | None = None
+    max_time: float | None = None
+    val_fraction: float = 0.05
+    eval_every: int = 100
+    seed: int = 0
+    records: bool = False
+    delimiter: str = "\n"
+
+
+# Settings that decide which windows the data is cut into.
+LAYOUT_SETTINGS = ("seq_length", "batch_size", "records", "delimiter", "val_fraction")
+
+
+@dataclass
+class Position:
+    """Where training is: updates made, epochs complete, next window of the epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    window: int = 0
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """A report from the loop: after every step ("step"), evaluation ("eval") and at the end ("end")."""
+
+    kind: str
+    step: int
+    epoch: float  # epochs done, fractional
+    train_loss: float  # mean over the steps since the last report of this kind
+    val_loss: float | None  # nats per character, when just evaluated
+    chars_per_sec: float  # training throughput of this run
+    elapsed: float  # seconds of this run
+    fraction_done: float | None  # of the nearest limit, when one is known
+    checkpoint: str | None = None  # where it saved, on eval and end
+
+
+class TrainingDiverged(CharrnnError):
+    pass
+
+
+@dataclass
+class Trainer:
+    model: Model
+    corpus: Corpus
+    settings: TrainSettings
+    out: Path
+    optimizer: Adam
+    rng: np.random.Generator
+    position: Position = field(default_factory=Position)
+    state: State | None = None  # carried across windows; None means zero
+    history: list[dict] = field(default_factory=list)
+    elapsed_before: float = 0.0  # seconds spent in earlier runs
+    best_val_loss: float | None = None
+
+    def __post_init__(self):
+        batch_size, seq_length = fit_window(len(self.corpus.train_tokens),
+                                            self.settings.batch_size, self.settings.seq_length)
+        self.windows = Windows(self.corpus.train_tokens, batch_size, seq_length)
+        if self.state is None:
+            self.state = self.model.zero_state(batch_size)
+
+    # -- limits --------------------------------------------------------------
+
+    def epochs_done(self) -> float:
+        return self.position.epoch + self.position.window / self.windows.num_windows
+
+    def _fractions_done(self, run_elapsed: float) -> list[float]:
+        s = self.settings
+        fractions = []
+        if s.max_steps is not None:
+            fractions.append(self.position.step / s.max_steps if s.max_steps else 1.0)
+        if s.max_epochs is not None:
+            fractions.append(self.epochs_done() / s.max_epochs if s.max_epochs else 1.0)
+        if s.max_time is not None:
+            fractions.append(run_elapsed / s.max_time if s.max_time else 1.0)
+        return fractions
+
+    # -- one step ------------------------------------------------------------
+
+    def train_step(self) -> float:
+        """One update on the next window; returns its loss (nats per character)."""
+        inputs, targets = self.windows.window(self.position.window)
+        loss, grads, state = self.model.loss_and_gradients(inputs, targets, self.state)
+        grad_norm = clip_by_global_norm_(grads, self.settings.clip)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise TrainingDiverged(
+                f"training diverged at step {self.position.step + 1} (loss {loss}, gradient "
+                f"norm {grad_norm}); the last checkpoint is kept; try a lower --lr or --clip")
+        self.optimizer.update_(self.model.params, grads)
+        self.position.step += 1
+        self.position.window += 1
+        if self.position.window == self.windows.num_windows:
+            self.position.epoch += 1
+            self.position.window = 0
+            state = self.model.zero_state(self.windows.batch_size)
+        self.state = state
+        return loss
+
+    def validate(self) -> float | None:
+        """Validation loss in nats per character, or None without validation data."""
+        if len(self.corpus.val_tokens) < 2:
+            return None
+        return score_tokens(self.model, self.corpus.val_tokens).nats_per_char
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self, on_event: Callable[[TrainEvent], None] = lambda event: None,
+            stop_requested: Callable[[], bool] = lambda: False) -> str:
+        """Train until a limit is reached or a stop is requested; save at every evaluation and
+        at the end. Returns why it stopped: "limit" or "interrupted"."""
+        start = time.monotonic()
+        chars_per_step = self.windows.batch_size * self.windows.seq_length
+        steps_this_run = 0
+        losses: list[float] = []  # since the last evaluation
+
+        def event(kind, val_loss=None, checkpoint=None):
+            elapsed = time.monotonic() - start
+            fractions = self._fractions_done(elapsed)
+            return TrainEvent(
+                kind=kind, step=self.position.step, epoch=self.epochs_done(),
+                train_loss=float(np.mean(losses)) if losses else math.nan, val_loss=val_loss,
+                chars_per_sec=steps_this_run * chars_per_step / max(elapsed, 1e-9),
+                elapsed=elapsed, fraction_done=min(1.0, max(fractions)) if fractions else None,
+                checkpoint=checkpoint)
+
+        def evaluate_and_save(kind):
+            val_loss = self.validate()
+            if val_loss is not None and (self.best_val_loss is None or val_loss < self.best_val_loss):
+                self.best_val_loss = val_loss
+            report = event(kind, val_loss, str(self.out))
+            self.history.append({"step": self.position.step, "epoch": report.epoch,
+                                 "elapsed": self.elapsed_before + report.elapsed,
+                                 "train_loss": report.train_loss, "val_loss": val_loss})
+            self.save(time.monotonic() - start)
+            losses.clear()
+            return report
+
+        while max(self._fractions_done(time.monotonic() - start), default=1.0) < 1.0:
+            losses.append(self.train_step())
+            steps_this_run += 1
+            on_event(event("step"))
+            if stop_requested():
+                self.save(time.monotonic() - start)
+                on_event(event("end", checkpoint=str(self.out)))
+                return "interrupted"
+            if self.position.step % self.settings.eval_every == 0:
+                on_event(evaluate_and_save("eval"))
+        if self.history and self.history[-1]["step"] == self.position.step:
+            on_event(event("end", self.history[-1]["val_loss"], str(self.out)))
+        else:
+            on_event(evaluate_and_save("end"))
+        return "limit"
+
+    # -- checkpoints ---------------------------------------------------------
+
+    def save(self, run_elapsed: float) -> None:
+        params = self.model.params
+        arrays = {f"adam_m/{name}": self.optimizer.first_moment[name] for name in params}
+        arrays.update({f"adam_v/{name}": self.optimizer.second_moment[name] for name in params})
+        for layer, (h, c) in enumerate(self.state):
+            arrays[f"state/h{layer}"], arrays[f"state/c{layer}"] = h, c
+        training = {
+            "settings": asdict(self.settings),
+            "position": asdict(self.position),
+            "elapsed": self.elapsed_before + run_elapsed,
+            "history": self.history,
+            "best_val_loss": self.best_val_loss,
+            "adam_step": self.optimizer.step,
+            "rng": self.rng.bit_generator.state,
+            "corpus": {"checksum": self.corpus.checksum, "characters": self.corpus.num_chars},
+        }
+        save_checkpoint(self.out, Checkpoint(self.model, self.corpus.vocab, training, arrays))
+
+
+def new_trainer(corpus: Corpus, config: ModelConfig, settings: TrainSettings, out: Path) -> Trainer:
+    """A trainer for a fresh model, initialised from ``settings.seed``."""
+    rng = np.random.default_rng(settings.seed)
+    model = Model(config, init_params(config, rng))
+    return Trainer(model, corpus, settings, out, Adam(model.params, settings.lr), rng)
+
+
+def settings_from_checkpoint(checkpoint: Checkpoint, overrides: dict) -> TrainSettings:
+    """The checkpoint's training settings with the ones the user gave replacing them."""
+    if checkpoint.training is None:
+        raise CharrnnError("the checkpoint holds no training state and cannot be resumed")
+    saved = TrainSettings(**checkpoint.training["settings"])
+    known = {f.name for f in fields(TrainSettings)}
+    return replace(saved, **{k: v for k, v in overrides.items() if k in known})
+
+
+def resume_trainer(checkpoint: Checkpoint, corpus: Corpus, settings: TrainSettings, out: Path,
+                   notify: Callable[[str], None] = lambda message: None) -> Trainer:
+    """A trainer that continues exactly where ``checkpoint`` stopped.
+
+    The position in the data and the carried state are restored when the
+    corpus and its layout are unchanged; otherwise training starts at the
+    beginning of the new data, keeping the weights and optimizer state.
+    """
+    training = checkpoint.training
+    model = checkpoint.model
+    arrays = checkpoint.training_arrays
+    optimizer = Adam(model.params, settings.lr)
+    try:
+        for name in model.params:
+            optimizer.first_moment[name] = arrays[f"adam_m/{name}"].copy()
+            optimizer.second_moment[name] = arrays[f"adam_v/{name}"].copy()
+        optimizer.step = int(training["adam_step"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = training["rng"]
+        position = Position(**training["position"])
+        state = [(arrays[f"state/h{layer}"].copy(), arrays[f"state/c{layer}"].copy())
+                 for layer in range(model.config.num_layers)]
+    except (KeyError, TypeError, ValueError) as error:
+        raise CharrnnError(f"the checkpoint's training state is damaged ({error})") from None
+
+    saved_settings = TrainSettings(**training["settings"])
+    same_data = (training["corpus"]["checksum"] == corpus.checksum and all(
+        getattr(saved_settings, name) == getattr(settings, name) for name in LAYOUT_SETTINGS))
+    if not same_data:
+        notify("the corpus or its layout changed: training restarts at the start of the data")
+        position = Position(step=position.step)
+        state = None
+    return Trainer(model, corpus, settings, out, optimizer, rng, position, state,
+                   list(training["history"]), float(training["elapsed"]),
+                   training["best_val_loss"])
