@@ -17,7 +17,8 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import load_checkpoint
-from .corpus import build_corpus, default_corpus, read_text, sequence_tokens, split_records
+from .corpus import (build_corpus, default_corpus, read_text, sequence_tokens, source_name,
+                     split_records)
 from .errors import CharrnnError
 from .evaluate import score_tokens
 from .model import ModelConfig
@@ -223,7 +224,7 @@ class StdoutText:
     """Writes UTF-8 to standard output whatever the locale, flushing as it goes."""
 
     def __init__(self):
-        self.stream = click.get_binary_stream("stdout")
+        self.stream = sys.stdout.buffer
 
     def __call__(self, text: str) -> None:
         if text:
@@ -299,14 +300,16 @@ def evaluate(checkpoint, file, encoding, errors, as_json):
     pieces = split_records(text, settings.delimiter) if settings.records else [text]
     tokens, skipped = sequence_tokens(pieces, loaded.vocab)
     score = score_tokens(loaded.model, tokens)
-    if score.num_scored == 0:
-        raise CharrnnError(f"{file}: nothing to score (no characters the model knows)")
+    num_chars = score.num_scored - len(pieces)
+    if num_chars == 0:
+        raise CharrnnError(f"{source_name(file)}: nothing to score (no characters the model knows)")
     result = {
         "file": file,
         "nats_per_char": score.nats_per_char,
         "bits_per_char": score.bits_per_char,
         "perplexity": score.perplexity,
         "predictions_scored": score.num_scored,
+        "characters_scored": num_chars,
         "characters_skipped": skipped,
     }
     if as_json:
@@ -316,7 +319,7 @@ def evaluate(checkpoint, file, encoding, errors, as_json):
                f"bits/char    {score.bits_per_char:.4f}\n"
                f"perplexity   {score.perplexity:.3f}\n"
                f"scored       {score.num_scored:,} predictions "
-               f"({score.num_scored - len(pieces):,} characters, {len(pieces):,} <END>)\n"
+               f"({num_chars:,} characters, {len(pieces):,} <END>)\n"
                f"skipped      {skipped:,} characters outside the vocabulary")
 
 

@@ -1,0 +1,50 @@
+"""Shared fixtures: small models trained in a second, and paths to the shipped corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charrnn.corpus import build_corpus
+from charrnn.model import ModelConfig
+from charrnn.train import TrainSettings, new_trainer
+
+REPO = Path(__file__).resolve().parent.parent
+SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"
+
+TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 8
+
+
+def train_tiny(text: str, out: Path, *, records: bool = False, max_steps: int = 40,
+               hidden_size: int = 16, **settings) -> Path:
+    """Train a small model on ``text`` and return its checkpoint path."""
+    settings = TrainSettings(seq_length=settings.pop("seq_length", 16),
+                             batch_size=settings.pop("batch_size", 4), max_steps=max_steps,
+                             eval_every=settings.pop("eval_every", 20), records=records,
+                             **settings)
+    corpus = build_corpus(text, records=records, delimiter="\n",
+                          val_fraction=settings.val_fraction)
+    config = ModelConfig(corpus.vocab.size, embedding_size=8, hidden_size=hidden_size,
+                         num_layers=2)
+    new_trainer(corpus, config, settings, out).run()
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint trained briefly on TINY_TEXT (stream mode), with training state."""
+    return train_tiny(TINY_TEXT, tmp_path_factory.mktemp("tiny") / "tiny.npz")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "tiny.txt"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

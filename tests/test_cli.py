@@ -1,0 +1,183 @@
+"""The command line, through click's CliRunner and through real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import __version__
+from charrnn.checkpoint import load_checkpoint
+from charrnn.cli import cli
+
+from conftest import TINY_TEXT
+
+SMALL = ["--hidden-size", "16", "--embedding-size", "8", "--seq-length", "16",
+         "--batch-size", "4"]
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def test_version_and_help():
+    result = run("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+    for command in ("train", "sample", "eval"):
+        result = run(command, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_train_sample_eval_round_trip(tmp_path, tiny_text_file):
+    out = tmp_path / "m.npz"
+    result = run("train", tiny_text_file, "--out", out, "--max-steps", 30, "--eval-every", 10,
+                 *SMALL)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # progress goes to stderr only
+    assert "step 30" in result.stderr and f"saved {out}" in result.stderr
+    assert load_checkpoint(out).training["position"]["step"] == 30
+
+    sample = run("sample", out, "--length", 50, "--seed", 1)
+    assert sample.exit_code == 0 and sample.stderr == ""
+    assert 1 <= len(sample.stdout) <= 51 and sample.stdout.endswith("\n")
+    assert run("sample", out, "--length", 50, "--seed", 1).stdout == sample.stdout
+
+    evaluation = run("eval", out, tiny_text_file, "--json")
+    assert evaluation.exit_code == 0
+    score = json.loads(evaluation.stdout)
+    assert score["predictions_scored"] == len(TINY_TEXT) + 1
+    assert score["bits_per_char"] == pytest.approx(score["nats_per_char"] / np.log(2))
+    text = run("eval", out, tiny_text_file)
+    assert "nats/char" in text.stdout and "perplexity" in text.stdout
+
+
+def test_train_reads_standard_input_and_resumes(tmp_path):
+    out = tmp_path / "m.npz"
+    result = run("train", "-", "--out", out, "--max-steps", 5, *SMALL, input=TINY_TEXT)
+    assert result.exit_code == 0, result.output
+    result = run("train", "-", "--resume", out, "--max-steps", 8, input=TINY_TEXT)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out).training["position"]["step"] == 8
+
+
+def test_resume_refuses_a_different_architecture(tmp_path, tiny_checkpoint, tiny_text_file):
+    result = run("train", tiny_text_file, "--resume", tiny_checkpoint, "--out",
+                 tmp_path / "x.npz", "--hidden-size", 99)
+    assert result.exit_code == 1
+    assert "--hidden-size 99 differs from the checkpoint's 16" in result.stderr
+
+
+def test_prime_is_printed_and_unknown_characters_are_reported(tiny_checkpoint):
+    result = run("sample", tiny_checkpoint, "--prime", "the Zat", "--length", 10, "--seed", 0)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("the Zat")
+    assert "'Z'" in result.stderr and "skipped" in result.stderr
+
+
+def test_multiple_samples_each_end_with_a_newline(tiny_checkpoint):
+    result = run("sample", tiny_checkpoint, "--num-samples", 3, "--length", 20, "-t", 0)
+    assert result.exit_code == 0
+    lines = result.stdout.split("\n")
+    assert len(lines) == 4 and lines[-1] == ""
+    assert lines[0] == lines[1] == lines[2]  # temperature 0: all take the likeliest path
+
+
+def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, tiny_checkpoint):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"ok\xff\xfe\x00\x01")
+    fake = tmp_path / "fake.npz"
+    fake.write_bytes(b"definitely not a checkpoint")
+    cases = [
+        (("train", tmp_path / "missing.txt"), "no such file"),
+        (("train", tmp_path), "is a directory"),
+        (("train", empty), "empty"),
+        (("train", binary), "not valid utf-8 at byte 2"),
+        (("sample", fake), "not a charrnn checkpoint"),
+        (("eval", fake, empty), "not a charrnn checkpoint"),
+        (("sample", tmp_path / "none.npz"), "no such checkpoint"),
+        (("sample", tiny_checkpoint, "--temperature", "-1"), "--temperature"),
+        (("sample", tiny_checkpoint, "--temperature", "nan"), "--temperature"),
+        (("sample", tiny_checkpoint, "--length", "-5"), "--length"),
+        (("train", empty, "--val-fraction", "1.5"), "--val-fraction"),
+        (("train", empty, "--hidden-size", "0"), "--hidden-size"),
+        (("eval", tiny_checkpoint, empty), "nothing to score"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.exit_code != 0, args
+        assert result.stdout == "", args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+        assert lines[0].startswith("charrnn: error:"), lines[0]
+
+
+def test_a_one_character_file_trains_with_smaller_windows(tmp_path):
+    one = tmp_path / "one.txt"
+    one.write_text("x")
+    result = run("train", one, "--out", tmp_path / "one.npz", "--max-steps", 2, *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "--batch-size 1 --seq-length 2" in result.stderr
+
+
+# -- real processes -------------------------------------------------------------------------
+
+def charrnn(*args, **kwargs):
+    command = [sys.executable, "-m", "charrnn", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def test_subprocess_train_and_sample(tmp_path, tiny_text_file):
+    out = tmp_path / "m.npz"
+    result = charrnn("train", tiny_text_file, "--out", out, "--max-steps", 10, *SMALL)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and "saved" in result.stderr
+    result = charrnn("sample", out, "--length", 30, "--seed", 2)
+    assert result.returncode == 0 and result.stderr == ""
+    assert len(result.stdout) >= 1
+
+
+def test_subprocess_error_has_no_traceback(tmp_path):
+    result = charrnn("sample", tmp_path / "missing.npz")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"charrnn: error: {tmp_path / 'missing.npz'}: no such checkpoint"
+
+
+def test_pipeline_into_head_exits_quietly(tiny_checkpoint):
+    command = (f"{sys.executable} -m charrnn sample {tiny_checkpoint} --length 100000 "
+               f"--num-samples 2 --seed 1 | head -c 20")
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True,
+                            text=True, timeout=120)
+    assert len(result.stdout) == 20
+    assert result.stderr == ""
+    assert result.returncode == 0
+
+
+def test_output_is_utf8_whatever_the_locale(tmp_path):
+    text_file = tmp_path / "u.txt"
+    text_file.write_text("héllo wörld ☃\n" * 20, encoding="utf-8")
+    out = tmp_path / "u.npz"
+    assert charrnn("train", text_file, "--out", out, "--max-steps", 20, *SMALL).returncode == 0
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONIOENCODING": "ascii"}
+    result = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(out), "--prime",
+                             "h", "--seed", "0", "--length", "200"], capture_output=True,
+                            timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    result.stdout.decode("utf-8")  # valid UTF-8 bytes
+
+
+def test_installed_console_script_runs():
+    script = Path(sys.executable).parent / "charrnn"
+    if not script.exists():
+        pytest.skip("charrnn is not installed beside this Python (run pip install . first)")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and __version__ in result.stdout

@@ -1,0 +1,124 @@
+"""Training end to end: the model learns, stops where told, resumes exactly, and fails safely."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.corpus import build_corpus
+from charrnn.evaluate import score_tokens
+from charrnn.model import ModelConfig
+from charrnn.sample import generate
+from charrnn.train import TrainingDiverged, TrainSettings, new_trainer, resume_trainer
+from charrnn.vocab import Vocabulary
+
+from conftest import TINY_TEXT
+
+
+def make_trainer(text, out, *, records=False, hidden_size=32, **settings):
+    settings = TrainSettings(records=records, **settings)
+    corpus = build_corpus(text, records=records, delimiter="\n",
+                          val_fraction=settings.val_fraction)
+    config = ModelConfig(corpus.vocab.size, embedding_size=8, hidden_size=hidden_size,
+                         num_layers=2)
+    return new_trainer(corpus, config, settings, out)
+
+
+def test_hello_is_learned_as_a_record_and_ends_by_itself(tmp_path):
+    trainer = make_trainer("hello", tmp_path / "hello.npz", records=True, hidden_size=16,
+                           lr=1e-2, max_steps=100)
+    assert trainer.corpus.vocab == Vocabulary(("e", "h", "l", "o"))
+    trainer.run()
+    pieces = list(generate(trainer.model, trainer.corpus.vocab, seed=0, temperature=0,
+                           length=20))
+    assert "".join(piece.text for piece in pieces) == "hello"
+    assert pieces[-1].done and pieces[-1].stop_reason == "end"
+
+
+def test_overfits_a_short_text(tmp_path):
+    text = "It was the best of times, it was the worst of times, it was the age of wisdom."
+    trainer = make_trainer(text, tmp_path / "short.npz", batch_size=1, lr=1e-2, max_steps=200)
+    trainer.run()
+    assert score_tokens(trainer.model, trainer.corpus.train_tokens).nats_per_char < 0.05
+
+
+def test_validation_loss_falls(tmp_path):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "tiny.npz", seq_length=16, batch_size=4,
+                           max_steps=60, eval_every=20, val_fraction=0.1)
+    before = trainer.validate()
+    events = []
+    trainer.run(events.append)
+    evaluations = [event for event in events if event.kind == "eval"]
+    assert [event.step for event in evaluations] == [20, 40, 60]
+    assert evaluations[-1].val_loss < before - 0.5
+    assert events[-1].kind == "end" and events[-1].checkpoint == str(tmp_path / "tiny.npz")
+
+
+@pytest.mark.parametrize("limit, expected_step", [
+    ({"max_steps": 7}, 7),
+    ({"max_epochs": 2}, None),  # two full epochs, however many windows that is
+])
+def test_stops_at_its_limit(tmp_path, limit, expected_step):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length=16, batch_size=4,
+                           eval_every=1000, **limit)
+    trainer.run()
+    if expected_step is None:
+        assert trainer.position.epoch == 2 and trainer.position.window == 0
+        expected_step = 2 * trainer.windows.num_windows
+    assert trainer.position.step == expected_step
+    assert load_checkpoint(tmp_path / "x.npz").training["position"]["step"] == expected_step
+
+
+def test_stop_request_finishes_the_step_and_saves(tmp_path):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length=16, batch_size=4,
+                           max_steps=100)
+    outcome = trainer.run(stop_requested=lambda: trainer.position.step >= 3)
+    assert outcome == "interrupted"
+    assert load_checkpoint(tmp_path / "x.npz").training["position"]["step"] == 3
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    common = dict(seq_length=16, batch_size=3, eval_every=4)
+    straight = make_trainer(TINY_TEXT, tmp_path / "straight.npz", max_steps=24, **common)
+    straight.run()
+
+    first_half = make_trainer(TINY_TEXT, tmp_path / "resumed.npz", max_steps=12, **common)
+    first_half.run()
+    checkpoint = load_checkpoint(tmp_path / "resumed.npz")
+    corpus = build_corpus(TINY_TEXT, records=False, delimiter="\n", val_fraction=0.05,
+                          vocab=checkpoint.vocab)
+    settings = TrainSettings(max_steps=24, **common)
+    second_half = resume_trainer(checkpoint, corpus, settings, tmp_path / "resumed.npz")
+    assert second_half.position.step == 12
+    second_half.run()
+
+    assert second_half.position == straight.position
+    assert second_half.optimizer.step == straight.optimizer.step == 24
+    for name, value in straight.model.params.items():
+        np.testing.assert_array_equal(second_half.model.params[name], value, err_msg=name)
+        np.testing.assert_array_equal(second_half.optimizer.second_moment[name],
+                                      straight.optimizer.second_moment[name])
+    assert [entry["step"] for entry in second_half.history] == [4, 8, 12, 16, 20, 24]
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    out = tmp_path / "x.npz"
+    trainer = make_trainer(TINY_TEXT, out, seq_length=16, batch_size=4, max_steps=4,
+                           eval_every=2)
+    trainer.run()
+    saved = load_checkpoint(out).model.params["output.bias"].copy()
+    trainer.model.params["output.bias"][0] = np.nan
+    trainer.settings = TrainSettings(seq_length=16, batch_size=4, max_steps=8, eval_every=2)
+    with pytest.raises(TrainingDiverged, match="lower --lr"):
+        trainer.run()
+    np.testing.assert_array_equal(load_checkpoint(out).model.params["output.bias"], saved)
+
+
+def test_records_never_score_the_start_after_an_end(tmp_path):
+    trainer = make_trainer("ab\nba\n" * 10, tmp_path / "x.npz", records=True, seq_length=5,
+                           batch_size=2, max_steps=1)
+    inputs, targets = trainer.windows.window(0)
+    # Whatever the window, a <START> target would be unscoreable: the loss ignores them.
+    total, count, _ = trainer.model.loss(inputs, targets, trainer.model.zero_state(2))
+    assert count == int((targets != 0).sum()) < targets.size
