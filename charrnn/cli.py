@@ -28,7 +28,8 @@ from .train import TrainSettings, new_trainer, resume_trainer, settings_from_che
 DEFAULT_MAX_EPOCHS = 5
 ARCHITECTURE_OPTIONS = ("hidden_size", "num_layers", "embedding_size")
 TRAINING_OPTIONS = ("seq_length", "batch_size", "lr", "clip", "max_steps", "max_epochs",
-                    "max_time", "val_fraction", "eval_every", "seed", "records", "delimiter")
+                    "max_time", "val_fraction", "eval_every", "save_every", "keep_best", "seed",
+                    "records", "delimiter")
 STOP_LIMITS = ("max_steps", "max_epochs", "max_time")
 
 
@@ -164,6 +165,10 @@ def check_architecture(checkpoint, given: dict) -> None:
               help="Stop after this many seconds of this run.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=100,
               help="Evaluate on the validation text and save a checkpoint every this many steps.")
+@click.option("--save-every", type=click.IntRange(min=1), default=None,
+              help="Also save a checkpoint every this many steps.")
+@click.option("--keep-best", is_flag=True,
+              help="Also keep the model with the best validation loss in <out>.best.npz.")
 @click.pass_context
 def train(ctx, file, out, resume, encoding, errors, **options):
     """Train a model on a text file (or - for standard input).

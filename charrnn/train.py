@@ -40,6 +40,8 @@ class TrainSettings:
     max_time: float | None = None
     val_fraction: float = 0.05
     eval_every: int = 100
+    save_every: int | None = None  # steps between saves besides those at evaluations
+    keep_best: bool = False  # also keep the best-validation model in <out>.best.npz
     seed: int = 0
     records: bool = False
     delimiter: str = "\n"
@@ -164,13 +166,17 @@ class Trainer:
 
         def evaluate_and_save(kind):
             val_loss = self.validate()
-            if val_loss is not None and (self.best_val_loss is None or val_loss < self.best_val_loss):
+            improved = val_loss is not None and (self.best_val_loss is None
+                                                 or val_loss < self.best_val_loss)
+            if improved:
                 self.best_val_loss = val_loss
             report = event(kind, val_loss, str(self.out))
             self.history.append({"step": self.position.step, "epoch": report.epoch,
                                  "elapsed": self.elapsed_before + report.elapsed,
                                  "train_loss": report.train_loss, "val_loss": val_loss})
             self.save(time.monotonic() - start)
+            if improved and self.settings.keep_best:
+                self.save(time.monotonic() - start, self.best_path)
             losses.clear()
             return report
 
@@ -178,12 +184,15 @@ class Trainer:
             losses.append(self.train_step())
             steps_this_run += 1
             on_event(event("step"))
+            step = self.position.step
             if stop_requested():
                 self.save(time.monotonic() - start)
                 on_event(event("end", checkpoint=str(self.out)))
                 return "interrupted"
-            if self.position.step % self.settings.eval_every == 0:
+            if step % self.settings.eval_every == 0:
                 on_event(evaluate_and_save("eval"))
+            elif self.settings.save_every and step % self.settings.save_every == 0:
+                self.save(time.monotonic() - start)
         if self.history and self.history[-1]["step"] == self.position.step:
             on_event(event("end", self.history[-1]["val_loss"], str(self.out)))
         else:
@@ -192,7 +201,13 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------
 
-    def save(self, run_elapsed: float) -> None:
+    @property
+    def best_path(self) -> Path:
+        """Where --keep-best keeps the model with the lowest validation loss."""
+        return self.out.with_name(f"{self.out.stem}.best{self.out.suffix}")
+
+    def save(self, run_elapsed: float, path: Path | None = None) -> None:
+        """Write a resumable checkpoint to ``path`` (default: the output path)."""
         params = self.model.params
         arrays = {f"adam_m/{name}": self.optimizer.first_moment[name] for name in params}
         arrays.update({f"adam_v/{name}": self.optimizer.second_moment[name] for name in params})
@@ -208,7 +223,8 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "corpus": {"checksum": self.corpus.checksum, "characters": self.corpus.num_chars},
         }
-        save_checkpoint(self.out, Checkpoint(self.model, self.corpus.vocab, training, arrays))
+        save_checkpoint(path or self.out,
+                        Checkpoint(self.model, self.corpus.vocab, training, arrays))
 
 
 def new_trainer(corpus: Corpus, config: ModelConfig, settings: TrainSettings, out: Path) -> Trainer:

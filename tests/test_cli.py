@@ -96,7 +96,20 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, tiny_checkpoint)
     binary.write_bytes(b"ok\xff\xfe\x00\x01")
     fake = tmp_path / "fake.npz"
     fake.write_bytes(b"definitely not a checkpoint")
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    future = tmp_path / "future.npz"
+    with np.load(tiny_checkpoint) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    metadata = json.loads(arrays["metadata"].tobytes())
+    metadata["format_version"] = 7
+    arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode(), np.uint8)
+    np.savez(future, **arrays)
     cases = [
+        (("sample", truncated), "not a charrnn checkpoint"),
+        (("eval", future, empty), "format version 7 is not supported"),
+        (("train", empty, "--resume", future), "format version 7"),
+        (("train", "--resume", tiny_checkpoint, "--lr", "-1"), "--lr"),
         (("train", tmp_path / "missing.txt"), "no such file"),
         (("train", tmp_path), "is a directory"),
         (("train", empty), "empty"),
@@ -118,6 +131,26 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, tiny_checkpoint)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
         assert lines[0].startswith("charrnn: error:"), lines[0]
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root reads files whatever their permissions")
+def test_an_unreadable_file_is_reported(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hidden")
+    secret.chmod(0)
+    result = run("train", secret)
+    assert result.exit_code == 1 and "permission denied" in result.stderr
+
+
+def test_bom_and_crlf_are_normalised(tmp_path):
+    text_file = tmp_path / "windows.txt"
+    text_file.write_bytes(b"\xef\xbb\xbf" + b"line one\r\nline two\r\n" * 10)
+    out = tmp_path / "w.npz"
+    result = run("train", text_file, "--out", out, "--max-steps", 2, *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "\r" not in load_checkpoint(out).vocab.chars
+    assert "\ufeff" not in load_checkpoint(out).vocab.chars
 
 
 def test_a_one_character_file_trains_with_smaller_windows(tmp_path):

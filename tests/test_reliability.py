@@ -1,0 +1,113 @@
+"""Nothing lost, nothing crashes: extra checkpoints, signals, kills while saving, any text."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.corpus import build_corpus
+from charrnn.model import ModelConfig
+from charrnn.sample import generate
+from charrnn.train import TrainSettings, new_trainer
+
+from conftest import TINY_TEXT
+
+
+def tiny_trainer(out, text=TINY_TEXT, **settings):
+    settings = TrainSettings(seq_length=16, batch_size=4, **settings)
+    corpus = build_corpus(text, records=settings.records, delimiter="\n",
+                          val_fraction=settings.val_fraction)
+    config = ModelConfig(corpus.vocab.size, embedding_size=4, hidden_size=8, num_layers=2)
+    return new_trainer(corpus, config, settings, out)
+
+
+def test_keep_best_keeps_the_lowest_validation_loss(tmp_path):
+    trainer = tiny_trainer(tmp_path / "m.npz", max_steps=30, eval_every=5, keep_best=True,
+                           val_fraction=0.2)
+    trainer.run()
+    best = load_checkpoint(tmp_path / "m.best.npz")
+    losses = [entry["val_loss"] for entry in trainer.history]
+    assert best.training["best_val_loss"] == min(losses)
+    assert best.training["history"][-1]["val_loss"] == min(losses)
+
+
+def test_save_every_saves_between_evaluations(tmp_path, monkeypatch):
+    trainer = tiny_trainer(tmp_path / "m.npz", max_steps=10, eval_every=100, save_every=3)
+    saved_at = []
+    original = trainer.save
+    monkeypatch.setattr(trainer, "save", lambda *args: (saved_at.append(
+        trainer.position.step), original(*args)))
+    trainer.run()
+    assert saved_at == [3, 6, 9, 10]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(min_size=1, max_size=60), records=st.booleans())
+def test_any_text_trains_saves_loads_and_samples(tmp_path_factory, text, records):
+    if records and not text.replace("\n", ""):
+        return  # no records at all: refused with a clear error, tested elsewhere
+    out = tmp_path_factory.mktemp("any") / "m.npz"
+    tiny_trainer(out, text, records=records, max_steps=1).run()
+    loaded = load_checkpoint(out)
+    pieces = list(generate(loaded.model, loaded.vocab, seed=0, length=20, prime=text[:5]))
+    produced = "".join(piece.text for piece in pieces)
+    assert set(produced) <= set(loaded.vocab.chars)
+    assert pieces[-1].done
+
+
+# -- signals and kills, in real processes ---------------------------------------------------
+
+TRAIN_FOREVER = ["--hidden-size", "8", "--embedding-size", "4", "--seq-length", "16",
+                 "--batch-size", "4", "--max-steps", "10000000", "--eval-every", "50"]
+
+
+def start_training(text_file, out, *extra):
+    command = [sys.executable, "-m", "charrnn", "train", str(text_file), "--out", str(out),
+               *TRAIN_FOREVER, *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, process, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_training_after_saving(tmp_path, tiny_text_file, signal_number, status):
+    out = tmp_path / "m.npz"
+    process = start_training(tiny_text_file, out)
+    wait_for(out, process)
+    process.send_signal(signal_number)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    step = load_checkpoint(out).training["position"]["step"]
+    assert f"stopped at step {step}; saved {out}" in stderr
+
+
+@pytest.mark.slow
+def test_sigkill_while_saving_never_leaves_a_broken_checkpoint(tmp_path, tiny_text_file):
+    """Saving every step, killed at random moments: what is on disk always loads."""
+    rng = np.random.default_rng(0)
+    out = tmp_path / "m.npz"
+    steps_seen = []
+    for _ in range(12):
+        process = start_training(tiny_text_file, out, "--save-every", "1",
+                                 *(["--resume", str(out)] if out.exists() else []))
+        wait_for(out, process)
+        time.sleep(rng.uniform(0.05, 0.6))
+        process.kill()
+        process.communicate()
+        steps_seen.append(load_checkpoint(out).training["position"]["step"])
+    assert steps_seen == sorted(steps_seen) and steps_seen[-1] > steps_seen[0]
