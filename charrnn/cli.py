@@ -23,12 +23,13 @@ from .errors import CharrnnError
 from .evaluate import score_tokens
 from .model import ModelConfig
 from .sample import OrderedWriter, generate
-from .train import TrainSettings, new_trainer, resume_trainer, settings_from_checkpoint
+from .train import (LR_SCHEDULES, TrainSettings, new_trainer, resume_trainer,
+                    settings_from_checkpoint)
 
 DEFAULT_MAX_EPOCHS = 5
 ARCHITECTURE_OPTIONS = ("hidden_size", "num_layers", "embedding_size")
-TRAINING_OPTIONS = ("seq_length", "batch_size", "lr", "clip", "max_steps", "max_epochs",
-                    "max_time", "val_fraction", "eval_every", "save_every", "keep_best", "seed",
+TRAINING_OPTIONS = ("seq_length", "batch_size", "lr", "lr_schedule", "warmup_steps", "clip", "max_steps", "max_epochs",
+                    "max_time", "val_fraction", "eval_every", "save_every", "keep_best", "patience", "seed",
                     "records", "delimiter")
 STOP_LIMITS = ("max_steps", "max_epochs", "max_time")
 
@@ -153,6 +154,11 @@ def check_architecture(checkpoint, given: dict) -> None:
               help="Parallel streams per step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3,
               help="Adam learning rate.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant",
+              help="constant; cosine: decay to a tenth of --lr by the step, epoch (or time) "
+                   "limit; plateau: halve after two evaluations without improvement.")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=0,
+              help="Raise the learning rate linearly from zero over this many steps.")
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0,
               help="Clip gradients to this global norm (0: no clipping).")
 @click.option("--seed", type=int, default=0, help="Seed for the initial weights.")
@@ -167,6 +173,8 @@ def check_architecture(checkpoint, given: dict) -> None:
               help="Evaluate on the validation text and save a checkpoint every this many steps.")
 @click.option("--save-every", type=click.IntRange(min=1), default=None,
               help="Also save a checkpoint every this many steps.")
+@click.option("--patience", type=click.IntRange(min=1), default=None,
+              help="Stop early after this many evaluations without a better validation loss.")
 @click.option("--keep-best", is_flag=True,
               help="Also keep the model with the best validation loss in <out>.best.npz.")
 @click.pass_context
@@ -220,6 +228,9 @@ def train(ctx, file, out, resume, encoding, errors, **options):
         except KeyboardInterrupt:
             click.echo(f"interrupted; the last checkpoint saved is kept", err=True)
             sys.exit(130)
+    if outcome == "no improvement":
+        click.echo(f"stopped early: no better validation loss in {settings.patience} "
+                   f"evaluations (best {trainer.best_val_loss:.4f} nats/char)", err=True)
     if outcome == "interrupted":
         click.echo(f"stopped at step {trainer.position.step}; saved {out_path}", err=True)
         sys.exit(128 + stop.received)

@@ -34,6 +34,8 @@ class TrainSettings:
     seq_length: int = 100
     batch_size: int = 64
     lr: float = 2e-3
+    lr_schedule: str = "constant"  # "constant", "cosine" or "plateau"
+    warmup_steps: int = 0
     clip: float = 5.0
     max_steps: int | None = None
     max_epochs: float | None = None
@@ -42,10 +44,16 @@ class TrainSettings:
     eval_every: int = 100
     save_every: int | None = None  # steps between saves besides those at evaluations
     keep_best: bool = False  # also keep the best-validation model in <out>.best.npz
+    patience: int | None = None  # stop after this many evaluations without improvement
     seed: int = 0
     records: bool = False
     delimiter: str = "\n"
 
+
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+MIN_LR_RATIO = 0.1  # cosine decays to this fraction of --lr
+PLATEAU_EVALS = 2  # plateau halves the rate after this many evaluations without improvement
+PLATEAU_FACTOR = 0.5
 
 # Settings that decide which windows the data is cut into.
 LAYOUT_SETTINGS = ("seq_length", "batch_size", "records", "delimiter", "val_fraction")
@@ -92,6 +100,8 @@ class Trainer:
     history: list[dict] = field(default_factory=list)
     elapsed_before: float = 0.0  # seconds spent in earlier runs
     best_val_loss: float | None = None
+    evals_since_best: int = 0
+    lr_scale: float = 1.0  # lowered by the plateau schedule
 
     def __post_init__(self):
         batch_size, seq_length = fit_window(len(self.corpus.train_tokens),
@@ -99,13 +109,22 @@ class Trainer:
         self.windows = Windows(self.corpus.train_tokens, batch_size, seq_length)
         if self.state is None:
             self.state = self.model.zero_state(batch_size)
+        expected = (batch_size, self.model.config.hidden_size)
+        if any(array.shape != expected for layer in self.state for array in layer):
+            raise ValueError(f"the carried state does not have the shape {expected}")
+        self.run_start = time.monotonic()
 
     # -- limits --------------------------------------------------------------
 
     def epochs_done(self) -> float:
         return self.position.epoch + self.position.window / self.windows.num_windows
 
-    def _fractions_done(self, run_elapsed: float) -> list[float]:
+    def run_elapsed(self) -> float:
+        """Seconds since this run started."""
+        return time.monotonic() - self.run_start
+
+    def _fractions_done(self) -> list[float]:
+        """Progress towards each limit that is set."""
         s = self.settings
         fractions = []
         if s.max_steps is not None:
@@ -113,10 +132,35 @@ class Trainer:
         if s.max_epochs is not None:
             fractions.append(self.epochs_done() / s.max_epochs if s.max_epochs else 1.0)
         if s.max_time is not None:
-            fractions.append(run_elapsed / s.max_time if s.max_time else 1.0)
+            fractions.append(self.run_elapsed() / s.max_time if s.max_time else 1.0)
         return fractions
 
+    def _schedule_progress(self) -> float:
+        """How far along the planned run is, for the cosine schedule: by the step or epoch
+        limit, or by the time limit when there is no other."""
+        s = self.settings
+        fractions = []
+        if s.max_steps:
+            fractions.append(self.position.step / s.max_steps)
+        if s.max_epochs:
+            fractions.append(self.epochs_done() / s.max_epochs)
+        if not fractions and s.max_time:
+            fractions.append(self.run_elapsed() / s.max_time)
+        return min(1.0, max(fractions, default=0.0))
+
     # -- one step ------------------------------------------------------------
+
+    def learning_rate(self) -> float:
+        """The rate for the next update: warm-up, then the schedule."""
+        s = self.settings
+        lr = s.lr * min(1.0, (self.position.step + 1) / s.warmup_steps) if s.warmup_steps else s.lr
+        if s.lr_schedule == "cosine":
+            progress = self._schedule_progress()
+            lr *= MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress))
+        elif s.lr_schedule == "plateau":
+            lr *= self.lr_scale
+        return lr
+
 
     def train_step(self) -> float:
         """One update on the next window; returns its loss (nats per character)."""
@@ -127,7 +171,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"training diverged at step {self.position.step + 1} (loss {loss}, gradient "
                 f"norm {grad_norm}); the last checkpoint is kept; try a lower --lr or --clip")
-        self.optimizer.update_(self.model.params, grads)
+        self.optimizer.update_(self.model.params, grads, self.learning_rate())
         self.position.step += 1
         self.position.window += 1
         if self.position.window == self.windows.num_windows:
@@ -148,15 +192,16 @@ class Trainer:
     def run(self, on_event: Callable[[TrainEvent], None] = lambda event: None,
             stop_requested: Callable[[], bool] = lambda: False) -> str:
         """Train until a limit is reached or a stop is requested; save at every evaluation and
-        at the end. Returns why it stopped: "limit" or "interrupted"."""
-        start = time.monotonic()
+        at the end. Returns why it stopped: "limit", "no improvement" (--patience) or
+        "interrupted"."""
+        self.run_start = time.monotonic()
         chars_per_step = self.windows.batch_size * self.windows.seq_length
         steps_this_run = 0
         losses: list[float] = []  # since the last evaluation
 
         def event(kind, val_loss=None, checkpoint=None):
-            elapsed = time.monotonic() - start
-            fractions = self._fractions_done(elapsed)
+            elapsed = self.run_elapsed()
+            fractions = self._fractions_done()
             return TrainEvent(
                 kind=kind, step=self.position.step, epoch=self.epochs_done(),
                 train_loss=float(np.mean(losses)) if losses else math.nan, val_loss=val_loss,
@@ -166,38 +211,52 @@ class Trainer:
 
         def evaluate_and_save(kind):
             val_loss = self.validate()
-            improved = val_loss is not None and (self.best_val_loss is None
-                                                 or val_loss < self.best_val_loss)
-            if improved:
-                self.best_val_loss = val_loss
             report = event(kind, val_loss, str(self.out))
             self.history.append({"step": self.position.step, "epoch": report.epoch,
                                  "elapsed": self.elapsed_before + report.elapsed,
-                                 "train_loss": report.train_loss, "val_loss": val_loss})
-            self.save(time.monotonic() - start)
+                                 "train_loss": report.train_loss, "val_loss": val_loss,
+                                 "lr": self.learning_rate()})
+            improved = self._record_validation(val_loss)
+            self.save()
             if improved and self.settings.keep_best:
-                self.save(time.monotonic() - start, self.best_path)
+                self.save(self.best_path)
             losses.clear()
             return report
 
-        while max(self._fractions_done(time.monotonic() - start), default=1.0) < 1.0:
+        outcome = "limit"
+        while max(self._fractions_done(), default=1.0) < 1.0:
             losses.append(self.train_step())
             steps_this_run += 1
             on_event(event("step"))
             step = self.position.step
             if stop_requested():
-                self.save(time.monotonic() - start)
+                self.save()
                 on_event(event("end", checkpoint=str(self.out)))
                 return "interrupted"
             if step % self.settings.eval_every == 0:
                 on_event(evaluate_and_save("eval"))
+                if self.settings.patience and self.evals_since_best >= self.settings.patience:
+                    outcome = "no improvement"
+                    break
             elif self.settings.save_every and step % self.settings.save_every == 0:
-                self.save(time.monotonic() - start)
+                self.save()
         if self.history and self.history[-1]["step"] == self.position.step:
             on_event(event("end", self.history[-1]["val_loss"], str(self.out)))
         else:
             on_event(evaluate_and_save("end"))
-        return "limit"
+        return outcome
+
+    def _record_validation(self, val_loss: float | None) -> bool:
+        """Track the best validation loss and the plateau; returns whether it improved."""
+        if val_loss is None:
+            return False
+        if self.best_val_loss is None or val_loss < self.best_val_loss:
+            self.best_val_loss, self.evals_since_best = val_loss, 0
+            return True
+        self.evals_since_best += 1
+        if self.settings.lr_schedule == "plateau" and self.evals_since_best % PLATEAU_EVALS == 0:
+            self.lr_scale *= PLATEAU_FACTOR
+        return False
 
     # -- checkpoints ---------------------------------------------------------
 
@@ -206,7 +265,7 @@ class Trainer:
         """Where --keep-best keeps the model with the lowest validation loss."""
         return self.out.with_name(f"{self.out.stem}.best{self.out.suffix}")
 
-    def save(self, run_elapsed: float, path: Path | None = None) -> None:
+    def save(self, path: Path | None = None) -> None:
         """Write a resumable checkpoint to ``path`` (default: the output path)."""
         params = self.model.params
         arrays = {f"adam_m/{name}": self.optimizer.first_moment[name] for name in params}
@@ -216,9 +275,11 @@ class Trainer:
         training = {
             "settings": asdict(self.settings),
             "position": asdict(self.position),
-            "elapsed": self.elapsed_before + run_elapsed,
+            "elapsed": self.elapsed_before + self.run_elapsed(),
             "history": self.history,
             "best_val_loss": self.best_val_loss,
+            "evals_since_best": self.evals_since_best,
+            "lr_scale": self.lr_scale,
             "adam_step": self.optimizer.step,
             "rng": self.rng.bit_generator.state,
             "corpus": {"checksum": self.corpus.checksum, "characters": self.corpus.num_chars},
@@ -253,28 +314,38 @@ def resume_trainer(checkpoint: Checkpoint, corpus: Corpus, settings: TrainSettin
     """
     training = checkpoint.training
     model = checkpoint.model
-    arrays = checkpoint.training_arrays
-    optimizer = Adam(model.params, settings.lr)
     try:
-        for name in model.params:
-            optimizer.first_moment[name] = arrays[f"adam_m/{name}"].copy()
-            optimizer.second_moment[name] = arrays[f"adam_v/{name}"].copy()
+        optimizer = Adam(model.params, settings.lr)
+        for name, param in model.params.items():
+            optimizer.first_moment[name] = _training_array(checkpoint, f"adam_m/{name}", param.shape)
+            optimizer.second_moment[name] = _training_array(checkpoint, f"adam_v/{name}", param.shape)
         optimizer.step = int(training["adam_step"])
         rng = np.random.default_rng()
         rng.bit_generator.state = training["rng"]
         position = Position(**training["position"])
-        state = [(arrays[f"state/h{layer}"].copy(), arrays[f"state/c{layer}"].copy())
-                 for layer in range(model.config.num_layers)]
+        saved_settings = TrainSettings(**training["settings"])
+        same_data = (training["corpus"]["checksum"] == corpus.checksum and all(
+            getattr(saved_settings, name) == getattr(settings, name) for name in LAYOUT_SETTINGS))
+        state = None
+        if same_data:
+            state = [(_training_array(checkpoint, f"state/h{layer}"),
+                      _training_array(checkpoint, f"state/c{layer}"))
+                     for layer in range(model.config.num_layers)]
+        trainer = Trainer(model, corpus, settings, out, optimizer, rng, position, state,
+                          list(training["history"]), float(training["elapsed"]),
+                          training["best_val_loss"], int(training["evals_since_best"]),
+                          float(training["lr_scale"]))
     except (KeyError, TypeError, ValueError) as error:
         raise CharrnnError(f"the checkpoint's training state is damaged ({error})") from None
-
-    saved_settings = TrainSettings(**training["settings"])
-    same_data = (training["corpus"]["checksum"] == corpus.checksum and all(
-        getattr(saved_settings, name) == getattr(settings, name) for name in LAYOUT_SETTINGS))
     if not same_data:
         notify("the corpus or its layout changed: training restarts at the start of the data")
-        position = Position(step=position.step)
-        state = None
-    return Trainer(model, corpus, settings, out, optimizer, rng, position, state,
-                   list(training["history"]), float(training["elapsed"]),
-                   training["best_val_loss"])
+        trainer.position = Position(step=position.step)
+    return trainer
+
+
+def _training_array(checkpoint: Checkpoint, name: str, shape=None) -> np.ndarray:
+    """A copy of one saved training array, checked against the shape it must have."""
+    array = checkpoint.training_arrays[name]
+    if shape is not None and array.shape != shape:
+        raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+    return array.copy()

@@ -122,3 +122,27 @@ def test_records_never_score_the_start_after_an_end(tmp_path):
     # Whatever the window, a <START> target would be unscoreable: the loss ignores them.
     total, count, _ = trainer.model.loss(inputs, targets, trainer.model.zero_state(2))
     assert count == int((targets != 0).sum()) < targets.size
+
+
+def test_cosine_schedule_decays_to_a_tenth_and_warmup_ramps(tmp_path):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length=16, batch_size=4,
+                           max_steps=10, lr=1e-2, lr_schedule="cosine", warmup_steps=4)
+    rates = []
+    trainer.run(lambda event: rates.append(trainer.learning_rate()) if event.kind == "step" else None)
+    trainer.position.step = 0
+    assert trainer.learning_rate() == pytest.approx(1e-2 / 4)
+    assert rates[2] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.3))))
+    assert rates[-1] == pytest.approx(1e-3)  # the rate the next step would use
+
+
+def test_plateau_halves_the_rate_and_patience_stops_early(tmp_path):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length=16, batch_size=4,
+                           max_steps=1000, eval_every=1, lr_schedule="plateau", patience=4,
+                           val_fraction=0.2)
+    trainer.validate = iter([3.0, 2.0, 2.5, 2.4, 2.2, 2.1, 9.9]).__next__
+    assert trainer.run() == "no improvement"
+    assert trainer.position.step == 6
+    assert trainer.best_val_loss == 2.0
+    assert trainer.lr_scale == 0.25
+    assert [entry["lr"] for entry in trainer.history] == pytest.approx(
+        [2e-3, 2e-3, 2e-3, 2e-3, 1e-3, 1e-3])  # the rate in use up to each evaluation
