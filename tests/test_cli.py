@@ -30,7 +30,7 @@ def run(*args, input=None):
 def test_version_and_help():
     result = run("--version")
     assert result.exit_code == 0 and __version__ in result.output
-    for command in ("train", "sample", "eval"):
+    for command in ("train", "sample", "eval", "info"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Usage:" in result.output
 
@@ -224,11 +224,23 @@ def readme_options(command: str) -> set[str]:
     return set(re.findall(r"`(--[a-z-]+)", section))
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "eval"])
+@pytest.mark.parametrize("command", ["train", "sample", "eval", "info"])
 def test_help_lists_every_option_the_readme_documents(command):
     documented = readme_options(command)
-    assert len(documented) >= 3
+    assert documented
     help_text = run(command, "--help").output
     offered = set(re.findall(r"(--[a-z-]+)", help_text))
     assert documented <= offered, documented - offered
     assert offered - {"--help"} <= documented, offered - documented
+
+
+def test_info_summarises_a_checkpoint(tiny_checkpoint):
+    result = run("info", tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert "2 x LSTM 16" in result.stdout and "40 steps" in result.stdout
+    assert "● validation" in result.stdout and "│" in result.stdout
+    details = json.loads(run("info", tiny_checkpoint, "--json").stdout)
+    assert details["architecture"]["parameters"] == load_checkpoint(
+        tiny_checkpoint).model.config.num_params()
+    assert details["training"]["steps"] == 40
+    assert details["vocabulary"].startswith("\\n␣.")
