@@ -34,6 +34,8 @@ class TrainingReporter:
         self.progress: Progress | None = None
         self.task = None
         self.val_loss: float | None = None
+        self.train_loss = math.nan
+        self.logged_step: int | None = None  # the step of the last log line
 
     def __enter__(self) -> TrainingReporter:
         if self.console.is_terminal:
@@ -57,10 +59,13 @@ class TrainingReporter:
     def __call__(self, event: TrainEvent) -> None:
         if event.val_loss is not None:
             self.val_loss = event.val_loss
+        if not math.isnan(event.train_loss):
+            self.train_loss = event.train_loss
         if self.progress is not None:
             completed = None if event.fraction_done is None else event.fraction_done * BAR_TOTAL
             self.progress.update(self.task, completed=completed, step=event.step,
-                                 train=_loss(event.train_loss), val=_loss(self.val_loss),
+                                 train=_loss(self.train_loss), val=_loss(self.val_loss),
                                  speed=f"{event.chars_per_sec:,.0f}")
-        if event.kind != "step":
+        if event.kind != "step" and event.step != self.logged_step:
             self.console.print(log_line(event), highlight=False, markup=False, soft_wrap=True)
+            self.logged_step = event.step
