@@ -265,12 +265,16 @@ def quiet_broken_pipe() -> None:
 @click.option("--temperature", "-t", type=click.FloatRange(min=0), default=0.8,
               help="Sharpness of the draw: lower is safer, higher is wilder, 0 always takes "
                    "the likeliest character.")
-@click.option("--prime", "-p", default="", help="Text to start from (printed first).")
+@click.option("--prime", "-p", default="",
+              help="Text to start from, printed first; - reads it from standard input.")
+@click.option("--prime-file", type=click.Path(dir_okay=False),
+              help="Read the text to start from from this file.")
+@click.option("--encoding", default="utf-8", help="Encoding of --prime-file or standard input.")
 @click.option("--seed", type=int, default=None, help="Seed for the draws  [default: random]",
               show_default=False)
 @click.option("--num-samples", "-k", type=click.IntRange(min=1), default=1,
               help="Samples to generate, drawn together; each ends with a newline.")
-def sample(checkpoint, length, temperature, prime, seed, num_samples):
+def sample(checkpoint, length, temperature, prime, prime_file, encoding, seed, num_samples):
     """Generate text from a trained model, streamed to standard output.
 
     Each sample starts from <START> followed by the prime, and ends when the
@@ -279,7 +283,11 @@ def sample(checkpoint, length, temperature, prime, seed, num_samples):
     """
     if np.isnan(temperature):
         raise click.BadParameter("must be a number", param_hint="'--temperature'")
+    if prime_file is not None and prime:
+        raise click.UsageError("give --prime or --prime-file, not both")
     loaded = load_checkpoint(checkpoint)
+    if prime_file is not None or prime == "-":
+        prime = read_text(prime_file or "-", encoding)
     unknown = loaded.vocab.unknown(prime)
     if unknown:
         click.echo(f"note: the prime's characters {''.join(unknown)!r} are not in the model's "

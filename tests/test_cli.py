@@ -244,3 +244,15 @@ def test_info_summarises_a_checkpoint(tiny_checkpoint):
         tiny_checkpoint).model.config.num_params()
     assert details["training"]["steps"] == 40
     assert details["vocabulary"].startswith("\\n␣.")
+
+
+def test_prime_from_standard_input_or_a_file(tmp_path, tiny_checkpoint):
+    from_stdin = run("sample", tiny_checkpoint, "--prime", "-", "-n", 10, "--seed", 4,
+                     input="the dog ")
+    assert from_stdin.exit_code == 0 and from_stdin.stdout.startswith("the dog ")
+    prime_file = tmp_path / "prime.txt"
+    prime_file.write_text("the dog ")
+    from_file = run("sample", tiny_checkpoint, "--prime-file", prime_file, "-n", 10, "--seed", 4)
+    assert from_file.stdout == from_stdin.stdout
+    both = run("sample", tiny_checkpoint, "--prime-file", prime_file, "--prime", "x")
+    assert both.exit_code == 2 and "not both" in both.stderr
