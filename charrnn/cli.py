@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from . import __version__
+from .beam import beam_search
 from .checkpoint import load_checkpoint
 from .corpus import (build_corpus, default_corpus, read_text, sequence_tokens, source_name,
                      split_records)
@@ -274,7 +275,11 @@ def quiet_broken_pipe() -> None:
               show_default=False)
 @click.option("--num-samples", "-k", type=click.IntRange(min=1), default=1,
               help="Samples to generate, drawn together; each ends with a newline.")
-def sample(checkpoint, length, temperature, prime, prime_file, encoding, seed, num_samples):
+@click.option("--beam-width", type=click.IntRange(min=1), default=None,
+              help="Print the most likely continuation found by a beam this wide, instead of "
+                   "drawing at random (1 is greedy).")
+def sample(checkpoint, length, temperature, prime, prime_file, encoding, seed, num_samples,
+           beam_width):
     """Generate text from a trained model, streamed to standard output.
 
     Each sample starts from <START> followed by the prime, and ends when the
@@ -292,10 +297,18 @@ def sample(checkpoint, length, temperature, prime, prime_file, encoding, seed, n
     if unknown:
         click.echo(f"note: the prime's characters {''.join(unknown)!r} are not in the model's "
                    "vocabulary and are skipped", err=True)
+    if beam_width is not None and num_samples > 1:
+        raise click.UsageError("--beam-width gives one text: leave out --num-samples")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
-    writer = OrderedWriter(StdoutText(), num_samples, prefix=prime)
+    write = StdoutText()
     try:
+        if beam_width is not None:
+            best = beam_search(loaded.model, loaded.vocab, width=beam_width, length=length,
+                               prime=prime)
+            write(prime + loaded.vocab.decode(best.tokens) + "\n")
+            return
+        writer = OrderedWriter(write, num_samples, prefix=prime)
         for piece in generate(loaded.model, loaded.vocab, seed=seed, num_samples=num_samples,
                               length=length, temperature=temperature, prime=prime):
             writer.feed(piece)

@@ -256,3 +256,13 @@ def test_prime_from_standard_input_or_a_file(tmp_path, tiny_checkpoint):
     assert from_file.stdout == from_stdin.stdout
     both = run("sample", tiny_checkpoint, "--prime-file", prime_file, "--prime", "x")
     assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_beam_width_one_prints_the_greedy_text(tiny_checkpoint):
+    greedy = run("sample", tiny_checkpoint, "-t", 0, "-n", 30, "--prime", "the ")
+    beam = run("sample", tiny_checkpoint, "--beam-width", 1, "-n", 30, "--prime", "the ")
+    assert beam.exit_code == 0 and beam.stdout == greedy.stdout
+    wide = run("sample", tiny_checkpoint, "--beam-width", 4, "-n", 30)
+    assert wide.exit_code == 0 and wide.stdout.endswith("\n")
+    refused = run("sample", tiny_checkpoint, "--beam-width", 4, "--num-samples", 2)
+    assert refused.exit_code == 2 and "--num-samples" in refused.stderr
