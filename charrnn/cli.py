@@ -18,6 +18,7 @@ import numpy as np
 
 from . import __version__
 from .beam import beam_search
+from .cells import CELLS
 from .checkpoint import load_checkpoint
 from .corpus import (build_corpus, default_corpus, read_text, sequence_tokens, source_name,
                      split_records)
@@ -29,8 +30,9 @@ from .train import (LR_SCHEDULES, TrainSettings, new_trainer, resume_trainer,
                     settings_from_checkpoint)
 
 DEFAULT_MAX_EPOCHS = 5
-ARCHITECTURE_OPTIONS = ("hidden_size", "num_layers", "embedding_size")
-TRAINING_OPTIONS = ("seq_length", "batch_size", "lr", "lr_schedule", "warmup_steps", "clip", "max_steps", "max_epochs",
+ARCHITECTURE_OPTIONS = ("cell", "hidden_size", "num_layers", "embedding_size")
+TRAINING_OPTIONS = ("seq_length", "batch_size", "lr", "lr_schedule", "warmup_steps", "clip",
+                    "dropout", "max_steps", "max_epochs",
                     "max_time", "val_fraction", "eval_every", "save_every", "keep_best", "patience", "seed",
                     "records", "delimiter")
 STOP_LIMITS = ("max_steps", "max_epochs", "max_time")
@@ -146,8 +148,12 @@ def check_architecture(checkpoint, given: dict) -> None:
               help="What to do with bytes that are not valid in the encoding.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.05, help="Fraction of the text (or of the records) held out for validation.")
-@click.option("--hidden-size", type=click.IntRange(min=1), default=256, help="LSTM units per layer.")
-@click.option("--num-layers", type=click.IntRange(min=1), default=2, help="Stacked LSTM layers.")
+@click.option("--cell", type=click.Choice(sorted(CELLS)), default="lstm",
+              help="Recurrent cell: LSTM, GRU, or vanilla tanh RNN.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=256,
+              help="Units per recurrent layer.")
+@click.option("--num-layers", type=click.IntRange(min=1), default=2,
+              help="Stacked recurrent layers.")
 @click.option("--embedding-size", type=click.IntRange(min=1), default=64,
               help="Size of the learned character embedding.")
 @click.option("--seq-length", type=click.IntRange(min=1), default=100,
@@ -163,7 +169,10 @@ def check_architecture(checkpoint, given: dict) -> None:
               help="Raise the learning rate linearly from zero over this many steps.")
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0,
               help="Clip gradients to this global norm (0: no clipping).")
-@click.option("--seed", type=int, default=0, help="Seed for the initial weights.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+              help="Drop each layer's outputs with this probability while training.")
+@click.option("--seed", type=int, default=0,
+              help="Seed for the initial weights and dropout.")
 @click.option("--max-steps", type=click.IntRange(min=0), default=None,
               help="Stop after this many updates in all (counting resumed ones).")
 @click.option("--max-epochs", type=click.FloatRange(min=0), default=None,
@@ -210,7 +219,7 @@ def train(ctx, file, out, resume, encoding, errors, **options):
         corpus = build_corpus(text, records=settings.records, delimiter=settings.delimiter,
                               val_fraction=settings.val_fraction)
         config = ModelConfig(corpus.vocab.size, options["embedding_size"],
-                             options["hidden_size"], options["num_layers"])
+                             options["hidden_size"], options["num_layers"], options["cell"])
         out_path = Path(out) if out else default_checkpoint_path(source)
         trainer = new_trainer(corpus, config, settings, out_path)
 
@@ -378,7 +387,8 @@ def info(checkpoint, as_json):
         return
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     architecture = details["architecture"]
-    table.add_row("architecture", f"{architecture['num_layers']} x LSTM {architecture['hidden_size']}, "
+    table.add_row("architecture", f"{architecture['num_layers']} x {architecture['cell'].upper()} "
+                  f"{architecture['hidden_size']}, "
                   f"embedding {architecture['embedding_size']}, {architecture['dtype']}")
     table.add_row("parameters", f"{architecture['parameters']:,}")
     table.add_row("vocabulary", f"{architecture['vocab_size']} tokens: <START> <END> "

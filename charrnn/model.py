@@ -1,17 +1,22 @@
-"""The character language model: embedding, a stack of LSTM layers, softmax output.
+"""The character language model: embedding, a stack of recurrent layers, softmax output.
 
 Shape letters as in ``lstm.py``, plus V (vocabulary size) and E (embedding
-size). Token arrays are time-major: (T, B).
+size). Token arrays are time-major: (T, B). The layers are LSTM, GRU or
+vanilla RNN cells (``cells.py``); G is the cell's number of gates (4, 3, 1).
 
 Parameters live in a flat dict whose keys name them everywhere: in the
-gradients, in the optimizer state and in the checkpoint.
+gradients, in the optimizer state and in the checkpoint. With the cell's
+name as prefix (lstm, gru or rnn):
 
-    embedding             (V, E)
-    lstm{l}.input_weight  (D_l, 4H)   D_0 = E, D_l = H above the first layer
-    lstm{l}.hidden_weight (H, 4H)
-    lstm{l}.bias          (4H,)       forget-gate block initialised to 1
-    output.weight         (H, V)
-    output.bias           (V,)
+    embedding              (V, E)
+    {cell}{l}.input_weight  (D_l, G*H)   D_0 = E, D_l = H above the first layer
+    {cell}{l}.hidden_weight (H, G*H)
+    {cell}{l}.bias          (G*H,)       an LSTM's forget-gate block starts at 1
+    output.weight          (H, V)
+    output.bias            (V,)
+
+Dropout, when training asks for it, is applied to the output of every
+recurrent layer (inverted dropout: kept units are scaled by 1 / (1 - p)).
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .lstm import lstm_backward, lstm_forward, lstm_step
+from .cells import CELLS
 from .vocab import START_ID
 
 Params = dict[str, np.ndarray]
-State = list[tuple[np.ndarray, np.ndarray]]  # per layer (h, c), each (B, H)
+State = list[tuple[np.ndarray, ...]]  # per layer: (h, c) for an LSTM, (h,) otherwise; each (B, H)
 
 
 @dataclass(frozen=True)
@@ -35,19 +40,28 @@ class ModelConfig:
     embedding_size: int = 64
     hidden_size: int = 256
     num_layers: int = 2
+    cell: str = "lstm"
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def layer_prefix(self, layer: int) -> str:
+        return f"{self.cell}{layer}."
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """The name and shape of every parameter, in a fixed order."""
         V, E, H = self.vocab_size, self.embedding_size, self.hidden_size
+        columns = CELLS[self.cell].num_gates * H
         shapes = {"embedding": (V, E)}
         for layer in range(self.num_layers):
-            input_size = E if layer == 0 else H
-            shapes[f"lstm{layer}.input_weight"] = (input_size, 4 * H)
-            shapes[f"lstm{layer}.hidden_weight"] = (H, 4 * H)
-            shapes[f"lstm{layer}.bias"] = (4 * H,)
+            prefix = self.layer_prefix(layer)
+            shapes[prefix + "input_weight"] = (E if layer == 0 else H, columns)
+            shapes[prefix + "hidden_weight"] = (H, columns)
+            shapes[prefix + "bias"] = (columns,)
         shapes["output.weight"] = (H, V)
         shapes["output.bias"] = (V,)
         return shapes
@@ -57,7 +71,7 @@ class ModelConfig:
 
 
 def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> Params:
-    """Small random weights; zero biases except the forget gate's, which start at 1."""
+    """Small random weights; zero biases except an LSTM's forget gate's, which start at 1."""
     H = config.hidden_size
     params = {}
     for name, shape in config.param_shapes().items():
@@ -69,7 +83,7 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32)
             fan_in = shape[0] if name.endswith("input_weight") or name == "output.weight" else H
             bound = 1.0 / np.sqrt(fan_in)
             values = rng.uniform(-bound, bound, shape)
-        if name.startswith("lstm") and name.endswith("bias"):
+        if config.cell == "lstm" and name.startswith("lstm") and name.endswith("bias"):
             values[H: 2 * H] = 1.0
         params[name] = values.astype(dtype)
     return params
@@ -96,11 +110,12 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, scored: np.nd
 
 
 class Model:
-    """A character LSTM language model: its architecture and its parameters."""
+    """A character language model: its architecture and its parameters."""
 
     def __init__(self, config: ModelConfig, params: Params):
         self.config = config
         self.params = params
+        self.cell = CELLS[config.cell]
 
     @property
     def dtype(self) -> np.dtype:
@@ -108,28 +123,40 @@ class Model:
 
     def zero_state(self, batch_size: int) -> State:
         shape = (batch_size, self.config.hidden_size)
-        return [(np.zeros(shape, self.dtype), np.zeros(shape, self.dtype))
+        return [tuple(np.zeros(shape, self.dtype) for _ in self.cell.state_names)
                 for _ in range(self.config.num_layers)]
 
     def _layer_weights(self, layer: int):
+        prefix = self.config.layer_prefix(layer)
         p = self.params
-        return (p[f"lstm{layer}.input_weight"], p[f"lstm{layer}.hidden_weight"],
-                p[f"lstm{layer}.bias"])
+        return p[prefix + "input_weight"], p[prefix + "hidden_weight"], p[prefix + "bias"]
 
-    def _forward(self, inputs: np.ndarray, state: State):
-        """Run the window; returns the top layer's outputs (T, B, H), the new state, caches."""
+    def _forward(self, inputs: np.ndarray, state: State, dropout: float = 0.0,
+                 rng: np.random.Generator | None = None):
+        """Run the window.
+
+        Returns the top layer's outputs (T, B, H), the new state, the layers'
+        caches and the dropout masks (T, B, H) applied to each layer's output
+        (None without dropout).
+        """
         # A <START> input begins a fresh sequence: that row's state is reset.
         starts = inputs == START_ID
         keep = (~starts)[:, :, None].astype(self.dtype) if starts.any() else None
         layer_input = self.params["embedding"][inputs]  # (T, B, E)
-        new_state, caches = [], []
+        new_state, caches, masks = [], [], []
         for layer in range(self.config.num_layers):
             Wx, Wh, b = self._layer_weights(layer)
-            h0, c0 = state[layer]
-            layer_input, final_state, cache = lstm_forward(layer_input, h0, c0, Wx, Wh, b, keep)
+            layer_input, final_state, cache = self.cell.forward(
+                layer_input, *state[layer], Wx, Wh, b, keep)
+            mask = None
+            if dropout > 0:
+                mask = (rng.random(layer_input.shape) >= dropout).astype(self.dtype)
+                mask /= 1 - dropout
+                layer_input = layer_input * mask
             new_state.append(final_state)
             caches.append(cache)
-        return layer_input, new_state, caches
+            masks.append(mask)
+        return layer_input, new_state, caches, masks
 
     def _logits(self, top: np.ndarray) -> np.ndarray:
         """(T, B, H) -> (T * B, V)."""
@@ -142,19 +169,21 @@ class Model:
         Returns (total_loss, num_scored, new_state). A target that is
         <START> (padding, or the step after an <END>) is not scored.
         """
-        top, new_state, _ = self._forward(inputs, state)
+        top, new_state, _, _ = self._forward(inputs, state)
         scored = (targets != START_ID).ravel()
         total, _ = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
         return total, int(scored.sum()), new_state
 
-    def loss_and_gradients(self, inputs: np.ndarray, targets: np.ndarray, state: State):
+    def loss_and_gradients(self, inputs: np.ndarray, targets: np.ndarray, state: State,
+                           dropout: float = 0.0, rng: np.random.Generator | None = None):
         """Mean loss per scored target over the window, and its gradient for every parameter.
 
-        inputs, targets: (T, B) token ids; state: the state entering the window.
+        inputs, targets: (T, B) token ids; state: the state entering the window;
+        dropout: the probability of dropping each layer output, drawn from ``rng``.
         Returns (mean_loss, grads, new_state); grads has the keys of ``params``.
         """
         T, B = inputs.shape
-        top, new_state, caches = self._forward(inputs, state)
+        top, new_state, caches, masks = self._forward(inputs, state, dropout, rng)
         scored = (targets != START_ID).ravel()
         num_scored = max(int(scored.sum()), 1)
         total, dlogits = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
@@ -167,10 +196,13 @@ class Model:
         dh = (dlogits @ self.params["output.weight"].T).reshape(T, B, -1)
         for layer in reversed(range(self.config.num_layers)):
             Wx, Wh, _ = self._layer_weights(layer)
-            dh, dWx, dWh, db = lstm_backward(dh, caches[layer], Wx, Wh)
-            grads[f"lstm{layer}.input_weight"] = dWx
-            grads[f"lstm{layer}.hidden_weight"] = dWh
-            grads[f"lstm{layer}.bias"] = db
+            if masks[layer] is not None:
+                dh *= masks[layer]
+            dh, dWx, dWh, db = self.cell.backward(dh, caches[layer], Wx, Wh)
+            prefix = self.config.layer_prefix(layer)
+            grads[prefix + "input_weight"] = dWx
+            grads[prefix + "hidden_weight"] = dWh
+            grads[prefix + "bias"] = db
         dembedding = np.zeros_like(self.params["embedding"])
         np.add.at(dembedding, inputs.ravel(), dh.reshape(T * B, -1))
         grads["embedding"] = dembedding
@@ -181,8 +213,8 @@ class Model:
         layer_input = self.params["embedding"][tokens]  # (B, E)
         new_state = []
         for layer in range(self.config.num_layers):
-            h, c = lstm_step(layer_input, state[layer], *self._layer_weights(layer))
-            new_state.append((h, c))
-            layer_input = h
+            layer_state = self.cell.step(layer_input, state[layer], *self._layer_weights(layer))
+            new_state.append(layer_state)
+            layer_input = layer_state[0]
         logits = layer_input @ self.params["output.weight"] + self.params["output.bias"]
         return logits, new_state

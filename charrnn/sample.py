@@ -80,7 +80,7 @@ def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1
         if ended.any():
             keep = ~ended
             active, tokens = active[keep], tokens[keep]
-            state = [(h[keep], c[keep]) for h, c in state]
+            state = [tuple(part[keep] for part in layer) for layer in state]
         logits, state = model.step(tokens, state)
 
 

@@ -37,6 +37,7 @@ class TrainSettings:
     lr_schedule: str = "constant"  # "constant", "cosine" or "plateau"
     warmup_steps: int = 0
     clip: float = 5.0
+    dropout: float = 0.0  # probability of dropping each layer output while training
     max_steps: int | None = None
     max_epochs: float | None = None
     max_time: float | None = None
@@ -165,7 +166,8 @@ class Trainer:
     def train_step(self) -> float:
         """One update on the next window; returns its loss (nats per character)."""
         inputs, targets = self.windows.window(self.position.window)
-        loss, grads, state = self.model.loss_and_gradients(inputs, targets, self.state)
+        loss, grads, state = self.model.loss_and_gradients(
+            inputs, targets, self.state, self.settings.dropout, self.rng)
         grad_norm = clip_by_global_norm_(grads, self.settings.clip)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             raise TrainingDiverged(
@@ -270,8 +272,9 @@ class Trainer:
         params = self.model.params
         arrays = {f"adam_m/{name}": self.optimizer.first_moment[name] for name in params}
         arrays.update({f"adam_v/{name}": self.optimizer.second_moment[name] for name in params})
-        for layer, (h, c) in enumerate(self.state):
-            arrays[f"state/h{layer}"], arrays[f"state/c{layer}"] = h, c
+        for layer, layer_state in enumerate(self.state):
+            for name, array in zip(self.model.cell.state_names, layer_state):
+                arrays[f"state/{name}{layer}"] = array
         training = {
             "settings": asdict(self.settings),
             "position": asdict(self.position),
@@ -328,8 +331,8 @@ def resume_trainer(checkpoint: Checkpoint, corpus: Corpus, settings: TrainSettin
             getattr(saved_settings, name) == getattr(settings, name) for name in LAYOUT_SETTINGS))
         state = None
         if same_data:
-            state = [(_training_array(checkpoint, f"state/h{layer}"),
-                      _training_array(checkpoint, f"state/c{layer}"))
+            state = [tuple(_training_array(checkpoint, f"state/{name}{layer}")
+                           for name in model.cell.state_names)
                      for layer in range(model.config.num_layers)]
         trainer = Trainer(model, corpus, settings, out, optimizer, rng, position, state,
                           list(training["history"]), float(training["elapsed"]),

@@ -266,3 +266,19 @@ def test_beam_width_one_prints_the_greedy_text(tiny_checkpoint):
     assert wide.exit_code == 0 and wide.stdout.endswith("\n")
     refused = run("sample", tiny_checkpoint, "--beam-width", 4, "--num-samples", 2)
     assert refused.exit_code == 2 and "--num-samples" in refused.stderr
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_other_cells_train_resume_and_sample(tmp_path, tiny_text_file, cell):
+    out = tmp_path / f"{cell}.npz"
+    result = run("train", tiny_text_file, "--out", out, "--cell", cell, "--dropout", 0.2,
+                 "--max-steps", 6, "--eval-every", 3, *SMALL)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out).model.config.cell == cell
+    assert run("train", tiny_text_file, "--resume", out, "--max-steps", 9).exit_code == 0
+    assert load_checkpoint(out).training["position"]["step"] == 9
+    refused = run("train", tiny_text_file, "--resume", out, "--cell", "lstm")
+    assert refused.exit_code == 1 and "--cell lstm differs" in refused.stderr
+    sample = run("sample", out, "-n", 20, "--seed", 1)
+    assert sample.exit_code == 0 and sample.stdout
+    assert f"2 x {cell.upper()} 16" in run("info", out).stdout

@@ -1,4 +1,5 @@
-"""The LSTM math: forward against a naive per-gate loop, backward against finite differences."""
+"""The recurrent math: the LSTM forward against a naive per-gate loop, and every cell's
+backward (LSTM, GRU, RNN, with resets and dropout) against finite differences."""
 
 from __future__ import annotations
 
@@ -68,10 +69,11 @@ def relative_error(a, b):
     return np.abs(a - b).max() / max(np.abs(a).max() + np.abs(b).max(), 1e-12)
 
 
-@pytest.mark.parametrize("with_reset", [False, True])
-def test_every_gradient_matches_finite_differences(rng, with_reset):
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("with_reset, dropout", [(False, 0.0), (True, 0.0), (False, 0.3)])
+def test_every_gradient_matches_finite_differences(rng, cell, with_reset, dropout):
     """Two layers, several time steps, a carried (non-zero) initial state, float64."""
-    config = ModelConfig(vocab_size=7, embedding_size=3, hidden_size=4, num_layers=2)
+    config = ModelConfig(vocab_size=7, embedding_size=3, hidden_size=4, num_layers=2, cell=cell)
     model = Model(config, init_params(config, rng, np.float64))
     T, B = 5, 3
     inputs = rng.integers(2, config.vocab_size, (T, B))
@@ -79,14 +81,28 @@ def test_every_gradient_matches_finite_differences(rng, with_reset):
     if with_reset:
         inputs[2, 1] = START_ID  # row 1 starts a new sequence mid-window
         targets[1, 1] = START_ID  # ... and the target before it is not scored
-    state = [(rng.normal(size=(B, 4)), rng.normal(size=(B, 4))) for _ in range(2)]
+    state = [tuple(rng.normal(size=part.shape) for part in layer)
+             for layer in model.zero_state(B)]
 
-    _, grads, _ = model.loss_and_gradients(inputs, targets, state)
+    def loss_and_gradients():  # the same dropout masks every time
+        return model.loss_and_gradients(inputs, targets, state, dropout,
+                                        np.random.default_rng(99))
+
+    _, grads, _ = loss_and_gradients()
     assert set(grads) == set(model.params)
     for name, param in model.params.items():
-        numeric = numerical_gradient(
-            lambda: model.loss_and_gradients(inputs, targets, state)[0], param)
+        numeric = numerical_gradient(lambda: loss_and_gradients()[0], param)
         assert relative_error(grads[name], numeric) < 1e-6, name
+
+
+def test_dropout_changes_training_only(rng):
+    config = ModelConfig(vocab_size=9, embedding_size=4, hidden_size=8, num_layers=2)
+    model = Model(config, init_params(config, rng, np.float64))
+    inputs, targets = rng.integers(2, 9, (6, 3)), rng.integers(1, 9, (6, 3))
+    plain, _, _ = model.loss_and_gradients(inputs, targets, model.zero_state(3))
+    dropped, _, _ = model.loss_and_gradients(inputs, targets, model.zero_state(3), 0.5, rng)
+    total, count, _ = model.loss(inputs, targets, model.zero_state(3))
+    assert plain == pytest.approx(total / count) and dropped != pytest.approx(plain)
 
 
 def test_loss_and_loss_and_gradients_agree(rng):
@@ -104,9 +120,10 @@ def test_loss_and_loss_and_gradients_agree(rng):
         np.testing.assert_array_equal(c_a, c_b)
 
 
-def test_step_matches_window_forward(rng):
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_step_matches_window_forward(rng, cell):
     """Generating one step at a time computes the same as the training forward pass."""
-    config = ModelConfig(vocab_size=9, embedding_size=4, hidden_size=5, num_layers=2)
+    config = ModelConfig(vocab_size=9, embedding_size=4, hidden_size=5, num_layers=2, cell=cell)
     model = Model(config, init_params(config, rng, np.float64))
     inputs = rng.integers(2, 9, (6, 3))
     targets = rng.integers(1, 9, (6, 3))

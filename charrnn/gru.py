@@ -1,0 +1,133 @@
+"""One GRU layer over a window of time steps: forward and backward.
+
+Shape letters as in ``lstm.py``. The three gates come from one fused affine
+transform whose 3H columns are packed in the order r (reset), z (update),
+n (candidate); the bias is on the input side:
+
+    ax  = x_t Wx + b                       (B, 3H)
+    ah  = h_{t-1} Wh                       (B, 3H)
+    r   = sigmoid(ax_r + ah_r)
+    z   = sigmoid(ax_z + ah_z)
+    n   = tanh(ax_n + r * ah_n)
+    h_t = (1 - z) * n + z * h_{t-1}
+
+Where ``keep[t]`` is 0 for a row, that row's h_{t-1} is taken as zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .lstm import sigmoid_
+
+GATE_ORDER = ("reset", "update", "candidate")
+NUM_GATES = 3
+
+
+def _gru_cell_(ax: np.ndarray, ah: np.ndarray, h_prev: np.ndarray, h: np.ndarray) -> None:
+    """Gates in place and the new hidden state.
+
+    ax: (B, 3H) input pre-activations, overwritten with the gates r, z, n.
+    ah: (B, 3H) recurrent pre-activations (its n block is kept: backward needs it).
+    h_prev: (B, H) hidden state entering the step; h: (B, H) output.
+    """
+    H = h.shape[-1]
+    reset_update = ax[:, : 2 * H]
+    reset_update += ah[:, : 2 * H]
+    sigmoid_(reset_update)
+    candidate = ax[:, 2 * H:]
+    np.multiply(ax[:, :H], ah[:, 2 * H:], out=h)  # h as scratch for r * ah_n
+    candidate += h
+    np.tanh(candidate, out=candidate)
+    # h = n + z * (h_prev - n)
+    np.subtract(h_prev, candidate, out=h)
+    h *= ax[:, H: 2 * H]
+    h += candidate
+
+
+@dataclass
+class GRUCache:
+    """What the backward pass needs from the forward pass."""
+
+    x: np.ndarray  # (T, B, D) inputs
+    h_prev: np.ndarray  # (T, B, H) hidden state entering each step, after resets
+    gates: np.ndarray  # (T, B, 3H) gate values r, z, n
+    recurrent_candidate: np.ndarray  # (T, B, H) ah_n, the recurrent part of n before r
+    keep: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
+
+
+def gru_forward(x, h0, Wx, Wh, b, keep=None):
+    """Run the layer over a window.
+
+    x: (T, B, D); h0: (B, H); Wx: (D, 3H); Wh: (H, 3H); b: (3H,); keep: (T, B, 1) or None.
+    Returns h: (T, B, H), the final state (h_T,) and a GRUCache.
+    """
+    T, B, D = x.shape
+    H = Wh.shape[0]
+    dtype = Wh.dtype
+    gates = np.matmul(x.reshape(T * B, D), Wx).reshape(T, B, NUM_GATES * H)
+    gates += b
+    h = np.empty((T + 1, B, H), dtype)  # h[t + 1] is the output of step t
+    h[0] = h0
+    h_prev = h[:-1] if keep is None else np.empty((T, B, H), dtype)
+    recurrent_candidate = np.empty((T, B, H), dtype)
+    recurrent = np.empty((B, NUM_GATES * H), dtype)
+    for t in range(T):
+        if keep is not None:
+            np.multiply(h[t], keep[t], out=h_prev[t])
+        np.matmul(h_prev[t], Wh, out=recurrent)
+        recurrent_candidate[t] = recurrent[:, 2 * H:]
+        _gru_cell_(gates[t], recurrent, h_prev[t], h[t + 1])
+    cache = GRUCache(x, h_prev, gates, recurrent_candidate, keep)
+    return h[1:], (h[T].copy(),), cache
+
+
+def gru_backward(dh, cache: GRUCache, Wx, Wh):
+    """Backpropagate through the window.
+
+    dh: (T, B, H) gradient of the loss with respect to the layer's outputs.
+    Returns dx: (T, B, D), dWx: (D, 3H), dWh: (H, 3H), db: (3H,).
+    """
+    T, B, H = dh.shape
+    D = cache.x.shape[-1]
+    gates = cache.gates.reshape(T, B, NUM_GATES, H)
+    r, z, n = gates[:, :, 0], gates[:, :, 1], gates[:, :, 2]
+    # Per-step factors for all T steps at once.
+    dn_per_dh = (1 - z) * (1 - n * n)  # d(pre-activation of n) / dh_t
+    dz_per_dh = (cache.h_prev - n) * z * (1 - z)  # d(pre-activation of z) / dh_t
+    dr_per_dan = cache.recurrent_candidate * r * (1 - r)  # d(pre-activation of r) / d(pre n)
+
+    dax = np.empty((T, B, NUM_GATES, H), dh.dtype)  # gradient of the input pre-activations
+    dah = np.empty((T, B, NUM_GATES, H), dh.dtype)  # ... and of the recurrent ones
+    dh_t = np.empty((B, H), dh.dtype)
+    dh_next = np.zeros((B, H), dh.dtype)
+    for t in reversed(range(T)):
+        np.add(dh[t], dh_next, out=dh_t)
+        np.multiply(dh_t, dn_per_dh[t], out=dax[t, :, 2])
+        np.multiply(dax[t, :, 2], dr_per_dan[t], out=dax[t, :, 0])
+        np.multiply(dh_t, dz_per_dh[t], out=dax[t, :, 1])
+        dah[t, :, :2] = dax[t, :, :2]
+        np.multiply(dax[t, :, 2], r[t], out=dah[t, :, 2])
+        np.matmul(dah[t].reshape(B, NUM_GATES * H), Wh.T, out=dh_next)
+        dh_next += dh_t * z[t]
+        if cache.keep is not None:
+            dh_next *= cache.keep[t]
+    dax = dax.reshape(T * B, NUM_GATES * H)
+    dah = dah.reshape(T * B, NUM_GATES * H)
+    dWx = cache.x.reshape(T * B, D).T @ dax
+    dWh = cache.h_prev.reshape(T * B, H).T @ dah
+    db = dax.sum(axis=0)
+    dx = (dax @ Wx.T).reshape(T, B, D)
+    return dx, dWx, dWh, db
+
+
+def gru_step(x, state, Wx, Wh, b):
+    """One time step for generation: x (B, D), state (h,) with h (B, H) -> new (h,)."""
+    (h_prev,) = state
+    ax = x @ Wx
+    ax += b
+    h = np.empty_like(h_prev)
+    _gru_cell_(ax, h_prev @ Wh, h_prev, h)
+    return (h,)

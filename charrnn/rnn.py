@@ -1,0 +1,82 @@
+"""One vanilla tanh RNN layer over a window of time steps: forward and backward.
+
+Shape letters as in ``lstm.py``:
+
+    h_t = tanh(x_t Wx + h_{t-1} Wh + b)      (B, H)
+
+Where ``keep[t]`` is 0 for a row, that row's h_{t-1} is taken as zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NUM_GATES = 1
+
+
+@dataclass
+class RNNCache:
+    """What the backward pass needs from the forward pass."""
+
+    x: np.ndarray  # (T, B, D) inputs
+    h_prev: np.ndarray  # (T, B, H) hidden state entering each step, after resets
+    h: np.ndarray  # (T, B, H) outputs
+    keep: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
+
+
+def rnn_forward(x, h0, Wx, Wh, b, keep=None):
+    """Run the layer over a window.
+
+    x: (T, B, D); h0: (B, H); Wx: (D, H); Wh: (H, H); b: (H,); keep: (T, B, 1) or None.
+    Returns h: (T, B, H), the final state (h_T,) and an RNNCache.
+    """
+    T, B, D = x.shape
+    H = Wh.shape[0]
+    h = np.empty((T + 1, B, H), Wh.dtype)  # h[t + 1] is the output of step t
+    h[0] = h0
+    h[1:] = np.matmul(x.reshape(T * B, D), Wx).reshape(T, B, H)
+    h[1:] += b
+    h_prev = h[:-1] if keep is None else np.empty((T, B, H), Wh.dtype)
+    recurrent = np.empty((B, H), Wh.dtype)
+    for t in range(T):
+        if keep is not None:
+            np.multiply(h[t], keep[t], out=h_prev[t])
+        np.matmul(h_prev[t], Wh, out=recurrent)
+        h[t + 1] += recurrent
+        np.tanh(h[t + 1], out=h[t + 1])
+    return h[1:], (h[T].copy(),), RNNCache(x, h_prev, h[1:], keep)
+
+
+def rnn_backward(dh, cache: RNNCache, Wx, Wh):
+    """Backpropagate through the window.
+
+    dh: (T, B, H) gradient of the loss with respect to the layer's outputs.
+    Returns dx: (T, B, D), dWx: (D, H), dWh: (H, H), db: (H,).
+    """
+    T, B, H = dh.shape
+    D = cache.x.shape[-1]
+    dtanh = 1 - cache.h * cache.h  # (T, B, H)
+    da = np.empty((T, B, H), dh.dtype)  # gradient of the pre-activations
+    dh_next = np.zeros((B, H), dh.dtype)
+    for t in reversed(range(T)):
+        np.add(dh[t], dh_next, out=da[t])
+        da[t] *= dtanh[t]
+        np.matmul(da[t], Wh.T, out=dh_next)
+        if cache.keep is not None:
+            dh_next *= cache.keep[t]
+    da = da.reshape(T * B, H)
+    dWx = cache.x.reshape(T * B, D).T @ da
+    dWh = cache.h_prev.reshape(T * B, H).T @ da
+    dx = (da @ Wx.T).reshape(T, B, D)
+    return dx, dWx, dWh, da.sum(axis=0)
+
+
+def rnn_step(x, state, Wx, Wh, b):
+    """One time step for generation: x (B, D), state (h,) with h (B, H) -> new (h,)."""
+    (h_prev,) = state
+    a = x @ Wx
+    a += h_prev @ Wh
+    a += b
+    return (np.tanh(a, out=a),)
