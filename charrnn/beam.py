@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import Model
-from .vocab import END_ID, START_ID, Vocabulary
+from .sample import log_softmax, primed_start
+from .vocab import END_ID, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,6 @@ class Beam:
     tokens: tuple[int, ...]  # the generated tokens, without <END>
     log_prob: float  # natural log of the model's probability of the tokens (and <END>)
     ended: bool  # whether the model drew <END>
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Log-probabilities over the vocabulary, in float64; <START> is impossible."""
-    logits = logits.astype(np.float64)
-    logits[:, START_ID] = -np.inf
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def primed_start(model: Model, vocab: Vocabulary, prime: str):
-    """Logits (1, V) and state after feeding <START> and the prime's known characters."""
-    state = model.zero_state(1)
-    logits, state = model.step(np.array([START_ID]), state)
-    for token in vocab.encode(prime)[0]:
-        logits, state = model.step(np.array([token]), state)
-    return logits, state
 
 
 def _search(model: Model, logits, state, width: int, length: int) -> Beam:

@@ -78,8 +78,8 @@ def cli():
     """
 
 
-def parse_delimiter(value: str) -> str:
-    r"""The record delimiter with \n, \t and \\ written as escapes."""
+def parse_escapes(value: str) -> str:
+    r"""A string given on the command line with \n, \t and \\ written as escapes."""
     result = value.replace("\\\\", "\0").replace("\\n", "\n").replace("\\t", "\t")
     return result.replace("\0", "\\")
 
@@ -197,7 +197,7 @@ def train(ctx, file, out, resume, encoding, errors, **options):
     after the current step and saves.
     """
     source = file if file is not None else default_corpus()
-    options["delimiter"] = parse_delimiter(options["delimiter"])
+    options["delimiter"] = parse_escapes(options["delimiter"])
     given = explicit_options(ctx, TRAINING_OPTIONS)
     if "delimiter" in given:
         given["delimiter"] = options["delimiter"]
@@ -275,6 +275,14 @@ def quiet_broken_pipe() -> None:
 @click.option("--temperature", "-t", type=click.FloatRange(min=0), default=0.8,
               help="Sharpness of the draw: lower is safer, higher is wilder, 0 always takes "
                    "the likeliest character.")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Draw only from the k likeliest characters.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Draw only from the likeliest characters whose probabilities add up to p "
+                   "(nucleus sampling).")
+@click.option("--stop", multiple=True,
+              help="End a sample when its text ends with this string (kept); repeatable; "
+                   r"\n and \t escapes.")
 @click.option("--prime", "-p", default="",
               help="Text to start from, printed first; - reads it from standard input.")
 @click.option("--prime-file", type=click.Path(dir_okay=False),
@@ -287,8 +295,11 @@ def quiet_broken_pipe() -> None:
 @click.option("--beam-width", type=click.IntRange(min=1), default=None,
               help="Print the most likely continuation found by a beam this wide, instead of "
                    "drawing at random (1 is greedy).")
-def sample(checkpoint, length, temperature, prime, prime_file, encoding, seed, num_samples,
-           beam_width):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per sample (text, log-probability, why it stopped) "
+                   "instead of streaming text.")
+def sample(checkpoint, length, temperature, top_k, top_p, stop, prime, prime_file, encoding,
+           seed, num_samples, beam_width, as_json):
     """Generate text from a trained model, streamed to standard output.
 
     Each sample starts from <START> followed by the prime, and ends when the
@@ -299,30 +310,66 @@ def sample(checkpoint, length, temperature, prime, prime_file, encoding, seed, n
         raise click.BadParameter("must be a number", param_hint="'--temperature'")
     if prime_file is not None and prime:
         raise click.UsageError("give --prime or --prime-file, not both")
-    loaded = load_checkpoint(checkpoint)
-    if prime_file is not None or prime == "-":
-        prime = read_text(prime_file or "-", encoding)
-    unknown = loaded.vocab.unknown(prime)
-    if unknown:
-        click.echo(f"note: the prime's characters {''.join(unknown)!r} are not in the model's "
-                   "vocabulary and are skipped", err=True)
     if beam_width is not None and num_samples > 1:
         raise click.UsageError("--beam-width gives one text: leave out --num-samples")
+    loaded = load_checkpoint(checkpoint)
+    prime = read_prime(loaded.vocab, prime, prime_file, encoding)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
-    write = StdoutText()
+    stop = tuple(parse_escapes(text) for text in stop if text)
     try:
         if beam_width is not None:
             best = beam_search(loaded.model, loaded.vocab, width=beam_width, length=length,
                                prime=prime)
-            write(prime + loaded.vocab.decode(best.tokens) + "\n")
+            text = loaded.vocab.decode(best.tokens)
+            write_results([{"index": 0, "prime": prime, "text": text, "log_prob": best.log_prob,
+                            "stop_reason": "end" if best.ended else "length"}], as_json)
             return
-        writer = OrderedWriter(write, num_samples, prefix=prime)
-        for piece in generate(loaded.model, loaded.vocab, seed=seed, num_samples=num_samples,
-                              length=length, temperature=temperature, prime=prime):
+        pieces = generate(loaded.model, loaded.vocab, seed=seed, num_samples=num_samples,
+                          length=length, temperature=temperature, top_k=top_k, top_p=top_p,
+                          prime=prime, stop=stop)
+        if as_json:
+            write_results(collect_samples(pieces, num_samples, prime, seed), as_json=True)
+            return
+        writer = OrderedWriter(StdoutText(), num_samples, prefix=prime)
+        for piece in pieces:
             writer.feed(piece)
     except BrokenPipeError:
         quiet_broken_pipe()
+
+
+def read_prime(vocab, prime: str, prime_file: str | None, encoding: str) -> str:
+    """The prime text from --prime, standard input or --prime-file, with a note on stderr
+    naming the characters the model does not know."""
+    if prime_file is not None or prime == "-":
+        prime = read_text(prime_file or "-", encoding)
+    unknown = vocab.unknown(prime)
+    if unknown:
+        click.echo(f"note: the prime's characters {''.join(unknown)!r} are not in the model's "
+                   "vocabulary and are skipped", err=True)
+    return prime
+
+
+def collect_samples(pieces, num_samples: int, prime: str, seed: int) -> list[dict]:
+    """The finished samples as dicts, for --json."""
+    texts = [[] for _ in range(num_samples)]
+    results = [None] * num_samples
+    for piece in pieces:
+        texts[piece.index].append(piece.text)
+        if piece.done:
+            results[piece.index] = {"index": piece.index, "seed": seed, "prime": prime,
+                                    "text": "".join(texts[piece.index]),
+                                    "log_prob": piece.log_prob,
+                                    "stop_reason": piece.stop_reason}
+    return results
+
+
+def write_results(results: list[dict], as_json: bool) -> None:
+    """Each result as a JSON line, or as its prime and text and a newline."""
+    write = StdoutText()
+    for result in results:
+        write(json.dumps(result, ensure_ascii=False) + "\n" if as_json
+              else result["prime"] + result["text"] + "\n")
 
 
 @cli.command(name="eval")

@@ -23,65 +23,112 @@ class Piece:
     index: int  # which sample
     text: str  # the character drawn ("" when the sample ends without one)
     done: bool = False
-    stop_reason: str | None = None  # "end" (the model drew <END>) or "length"
+    stop_reason: str | None = None  # "end" (the model drew <END>), "length" or "stop"
+    log_prob: float | None = None  # on the last piece: the model's log-probability of the
+    # sample's characters (and <END>), at temperature 1, natural log
 
 
 def sample_rngs(seed: int, num_samples: int) -> list[np.random.Generator]:
     return [np.random.default_rng([seed, index]) for index in range(num_samples)]
 
 
-def draw(logits: np.ndarray, temperature: float, uniforms: np.ndarray) -> np.ndarray:
-    """One token per row of ``logits`` (N, V): argmax at temperature 0, else a draw
-    from softmax(logits / temperature) by inverting its cumulative sum at ``uniforms`` (N,).
-    <START> is never drawn."""
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities (N, V) in float64 from logits (N, V); <START> is impossible."""
+    logits = logits.astype(np.float64)
+    logits[:, START_ID] = -np.inf
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def restrict_(scaled: np.ndarray, top_k: int | None, top_p: float | None) -> np.ndarray:
+    """Set to -inf, in place, the logits (N, V) of tokens outside the top k, then outside
+    the smallest set of most likely tokens whose probability reaches top_p (nucleus)."""
+    if top_k is not None and top_k < scaled.shape[1]:
+        kth_largest = np.partition(scaled, -top_k, axis=1)[:, -top_k:].min(axis=1, keepdims=True)
+        scaled[scaled < kth_largest] = -np.inf
+    if top_p is not None and top_p < 1:
+        probs = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        order = np.argsort(-probs, axis=1, kind="stable")
+        sorted_probs = np.take_along_axis(probs, order, axis=1)
+        mass_before = np.cumsum(sorted_probs, axis=1) - sorted_probs
+        outside = np.zeros_like(scaled, dtype=bool)
+        np.put_along_axis(outside, order, mass_before >= top_p, axis=1)
+        scaled[outside] = -np.inf
+    return scaled
+
+
+def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
+         top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
+    """One token per row of ``logits`` (N, V): the argmax at temperature 0, else a draw
+    from softmax(logits / temperature), restricted to top_k / top_p, made by inverting
+    its cumulative sum at ``uniforms`` (N,). <START> is never drawn."""
     logits = logits.astype(np.float64)
     logits[:, START_ID] = -np.inf
     if temperature == 0:
         return logits.argmax(axis=1)
-    scaled = logits / temperature
+    scaled = restrict_(logits / temperature, top_k, top_p)
     scaled -= scaled.max(axis=1, keepdims=True)
     cumulative = np.cumsum(np.exp(scaled), axis=1)
     thresholds = uniforms[:, None] * cumulative[:, -1:]
     drawn = (cumulative <= thresholds).sum(axis=1)
-    return np.minimum(drawn, logits.shape[1] - 1)
+    # Rounding can push the count past the last allowed token: step back to it.
+    last_allowed = scaled.shape[1] - 1 - np.argmax(np.isfinite(scaled[:, ::-1]), axis=1)
+    return np.minimum(drawn, last_allowed)
+
+
+def primed_start(model: Model, vocab: Vocabulary, prime: str, batch_size: int = 1):
+    """Logits (B, V) and state after feeding <START> and the prime's known characters."""
+    state = model.zero_state(batch_size)
+    logits, state = model.step(np.full(batch_size, START_ID), state)
+    for token in vocab.encode(prime)[0]:
+        logits, state = model.step(np.full(batch_size, token), state)
+    return logits, state
 
 
 def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1,
-             length: int = 500, temperature: float = 1.0, prime: str = "") -> Iterator[Piece]:
+             length: int = 500, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, prime: str = "",
+             stop: tuple[str, ...] = ()) -> Iterator[Piece]:
     """Draw ``num_samples`` samples together, yielding each character as it is drawn.
 
-    Each sample starts from <START> followed by the prime's characters
-    (those in the vocabulary) and stops when the model draws <END> or after
-    ``length`` characters.
+    Each sample starts from <START> followed by the prime's characters (those
+    in the vocabulary) and stops when the model draws <END>, after ``length``
+    characters, or when its text ends with one of the ``stop`` strings (which
+    is kept).
     """
     rngs = sample_rngs(seed, num_samples)
-    state = model.zero_state(num_samples)
-    logits, state = model.step(np.full(num_samples, START_ID), state)
-    prime_ids, _ = vocab.encode(prime)
-    for token in prime_ids:
-        logits, state = model.step(np.full(num_samples, token), state)
-
+    logits, state = primed_start(model, vocab, prime, num_samples)
+    longest_stop = max(map(len, stop), default=0)
+    tails = [""] * num_samples  # each sample's last characters, to spot stop strings
+    log_probs = np.zeros(num_samples)
     active = np.arange(num_samples)  # samples still drawing, in order
-    for position in range(length + 1):
-        if position == length:
-            for index in active:
-                yield Piece(int(index), "", True, "length")
-            return
+    for _ in range(length):
         uniforms = np.array([rngs[index].random() for index in active])
-        tokens = draw(logits, temperature, uniforms)
-        ended = tokens == END_ID
-        for index, token, end in zip(active, tokens, ended):
-            if end:
-                yield Piece(int(index), "", True, "end")
+        tokens = draw(logits, uniforms, temperature, top_k, top_p)
+        log_probs[active] += log_softmax(logits)[np.arange(len(active)), tokens]
+        finished = np.zeros(len(active), dtype=bool)
+        for row, (index, token) in enumerate(zip(active, tokens)):
+            if token == END_ID:
+                finished[row] = True
+                yield Piece(int(index), "", True, "end", float(log_probs[index]))
+                continue
+            char = vocab.token(int(token))
+            tails[index] = (tails[index] + char)[-longest_stop:] if stop else ""
+            if stop and tails[index].endswith(stop):
+                finished[row] = True
+                yield Piece(int(index), char, True, "stop", float(log_probs[index]))
             else:
-                yield Piece(int(index), vocab.token(int(token)))
-        if ended.all():
+                yield Piece(int(index), char)
+        if finished.all():
             return
-        if ended.any():
-            keep = ~ended
+        if finished.any():
+            keep = ~finished
             active, tokens = active[keep], tokens[keep]
             state = [tuple(part[keep] for part in layer) for layer in state]
         logits, state = model.step(tokens, state)
+    for index in active:
+        yield Piece(int(index), "", True, "length", float(log_probs[index]))
 
 
 class OrderedWriter:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.beam import beam_search, log_softmax, primed_start
+from charrnn.beam import beam_search
+from charrnn.sample import log_softmax, primed_start
 from charrnn.checkpoint import load_checkpoint
 from charrnn.model import Model, ModelConfig, init_params
 from charrnn.sample import generate

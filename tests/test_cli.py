@@ -282,3 +282,24 @@ def test_other_cells_train_resume_and_sample(tmp_path, tiny_text_file, cell):
     sample = run("sample", out, "-n", 20, "--seed", 1)
     assert sample.exit_code == 0 and sample.stdout
     assert f"2 x {cell.upper()} 16" in run("info", out).stdout
+
+
+def test_sample_json_reports_each_sample(tiny_checkpoint):
+    result = run("sample", tiny_checkpoint, "--json", "-k", 3, "-n", 40, "--seed", 9,
+                 "--stop", "\\n", "--prime", "the")
+    assert result.exit_code == 0, result.output
+    samples = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [s["index"] for s in samples] == [0, 1, 2]
+    for s in samples:
+        assert s["prime"] == "the" and s["seed"] == 9 and s["log_prob"] < 0
+        assert s["stop_reason"] in ("end", "length", "stop")
+        assert s["stop_reason"] != "stop" or s["text"].endswith("\n")
+    plain = run("sample", tiny_checkpoint, "-k", 3, "-n", 40, "--seed", 9, "--stop", "\\n",
+                "--prime", "the")
+    assert plain.stdout == "".join("the" + s["text"] + "\n" for s in samples)
+
+
+def test_top_k_one_is_greedy(tiny_checkpoint):
+    greedy = run("sample", tiny_checkpoint, "-t", 0, "-n", 30, "--seed", 1)
+    top1 = run("sample", tiny_checkpoint, "--top-k", 1, "-n", 30, "--seed", 1)
+    assert top1.stdout == greedy.stdout

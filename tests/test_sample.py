@@ -43,12 +43,12 @@ def test_length_limits_each_sample(tiny_checkpoint):
 
 def test_draw_never_returns_start_and_inverts_the_cumulative_sum():
     logits = np.log(np.array([[0.5, 0.2, 0.3, 0.0001]]))
-    assert draw(logits, 0, np.array([0.0])).tolist() == [2]  # argmax ignores <START>
-    assert draw(logits, 1.0, np.array([0.0])).tolist() == [END_ID]
-    assert draw(logits, 1.0, np.array([0.5])).tolist() == [2]
-    assert draw(logits, 1.0, np.array([0.99999999])).tolist() == [3]
+    assert draw(logits, np.array([0.0]), 0).tolist() == [2]  # argmax ignores <START>
+    assert draw(logits, np.array([0.0])).tolist() == [END_ID]
+    assert draw(logits, np.array([0.5])).tolist() == [2]
+    assert draw(logits, np.array([0.99999999])).tolist() == [3]
     rng = np.random.default_rng(0)
-    draws = draw(np.repeat(logits, 20000, axis=0), 1.0, rng.random(20000))
+    draws = draw(np.repeat(logits, 20000, axis=0), rng.random(20000))
     assert START_ID not in draws
     assert np.mean(draws == END_ID) == pytest.approx(0.2 / 0.5001, abs=0.02)
 
@@ -56,7 +56,7 @@ def test_draw_never_returns_start_and_inverts_the_cumulative_sum():
 def test_low_temperature_concentrates_the_draw():
     logits = np.log(np.array([[1e-9, 0.3, 0.7]]))
     rng = np.random.default_rng(0)
-    cold = draw(np.repeat(logits, 5000, axis=0), 0.1, rng.random(5000))
+    cold = draw(np.repeat(logits, 5000, axis=0), rng.random(5000), 0.1)
     assert np.mean(cold == 2) > 0.99
 
 
@@ -69,3 +69,45 @@ def test_ordered_writer_streams_the_first_and_holds_the_rest():
         writer.feed(piece)
     assert "".join(written) == ">ab\n>xy\n>q\n"
     assert written[:3] == [">", "a", "b"]  # streamed, not held
+
+
+def test_top_k_and_top_p_never_draw_excluded_tokens():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(1, 12)) * 2
+    many = np.repeat(logits, 4000, axis=0)
+    probs = np.exp(logits[0, 1:]) / np.exp(logits[0, 1:]).sum()  # without <START>
+    ranked = np.argsort(-probs) + 1
+    top3 = set(ranked[:3].tolist())
+    assert set(draw(many, rng.random(4000), 1.0, top_k=3).tolist()) == top3
+    # Nucleus: the smallest prefix of the ranking whose mass reaches 0.6.
+    cumulative = np.cumsum(np.sort(probs)[::-1])
+    nucleus = set(ranked[: int(np.searchsorted(cumulative, 0.6)) + 1].tolist())
+    drawn = set(draw(many, rng.random(4000), 1.0, top_p=0.6).tolist())
+    assert drawn == nucleus and len(nucleus) < 11
+    assert set(draw(many, rng.random(4000), 2.0, top_k=1).tolist()) == {int(ranked[0])}
+
+
+def test_stop_strings_end_a_sample_and_are_kept(tiny_checkpoint):
+    loaded = load_checkpoint(tiny_checkpoint)
+    pieces = list(generate(loaded.model, loaded.vocab, seed=2, num_samples=3, length=300,
+                           temperature=0.5, stop=("at",)))
+    for sample, text in enumerate(texts(pieces, 3)):
+        end = [p for p in pieces if p.index == sample and p.done][0]
+        if end.stop_reason == "stop":
+            assert text.endswith("at") and text.count("at") == 1
+    assert any(p.stop_reason == "stop" for p in pieces)
+
+
+def test_log_prob_is_the_models_probability_of_the_sample(tiny_checkpoint):
+    from charrnn.sample import log_softmax, primed_start
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    pieces = list(generate(loaded.model, loaded.vocab, seed=5, length=30, temperature=1.5))
+    tokens, _ = loaded.vocab.encode("".join(p.text for p in pieces))
+    ended = pieces[-1].stop_reason == "end"
+    logits, state = primed_start(loaded.model, loaded.vocab, "")
+    expected = 0.0
+    for token in list(tokens) + ([END_ID] if ended else []):
+        expected += log_softmax(logits)[0, token]
+        logits, state = loaded.model.step(np.array([token]), state)
+    assert pieces[-1].log_prob == pytest.approx(expected, rel=1e-9)
