@@ -90,23 +90,21 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32)
 
 
 def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, scored: np.ndarray):
-    """Summed negative log-likelihood of the scored targets, and its gradient.
+    """Negative log-likelihood of each scored target, and the softmax it came from.
 
     logits: (N, V); targets: (N,) token ids; scored: (N,) bool.
-    Returns (total_loss, dlogits) where dlogits: (N, V) is the gradient of the
-    total with respect to the logits (zero on unscored rows).
+    Returns (losses, probs): losses (N,) in float64, zero on unscored rows;
+    probs (N, V), the softmax of the logits, from which the gradient of the
+    summed loss is ``probs - onehot(targets)`` on the scored rows.
     """
     shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    sum_exp = exp.sum(axis=1, keepdims=True)
+    probs = np.exp(shifted)
+    sum_exp = probs.sum(axis=1, keepdims=True)
+    probs /= sum_exp
     rows = np.arange(targets.size)
-    log_prob = shifted[rows, targets] - np.log(sum_exp[:, 0])
-    total = -float(log_prob[scored].sum(dtype=np.float64))
-    dlogits = exp
-    dlogits /= sum_exp
-    dlogits[rows, targets] -= 1
-    dlogits *= scored[:, None]
-    return total, dlogits
+    losses = np.log(sum_exp[:, 0], dtype=np.float64) - shifted[rows, targets]
+    losses[~scored] = 0.0
+    return losses, probs
 
 
 class Model:
@@ -163,16 +161,22 @@ class Model:
         H = self.config.hidden_size
         return top.reshape(-1, H) @ self.params["output.weight"] + self.params["output.bias"]
 
-    def loss(self, inputs: np.ndarray, targets: np.ndarray, state: State):
+    def target_losses(self, inputs: np.ndarray, targets: np.ndarray, state: State):
         """Forward pass only. inputs, targets: (T, B) token ids.
 
-        Returns (total_loss, num_scored, new_state). A target that is
-        <START> (padding, or the step after an <END>) is not scored.
+        Returns (losses, new_state): losses (T, B) float64 holds each target's
+        negative log-likelihood, 0 where the target is <START> (padding, or
+        the step after an <END>), which is never scored.
         """
         top, new_state, _, _ = self._forward(inputs, state)
         scored = (targets != START_ID).ravel()
-        total, _ = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
-        return total, int(scored.sum()), new_state
+        losses, _ = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
+        return losses.reshape(targets.shape), new_state
+
+    def loss(self, inputs: np.ndarray, targets: np.ndarray, state: State):
+        """Forward pass only: (summed loss, number of scored targets, new state)."""
+        losses, new_state = self.target_losses(inputs, targets, state)
+        return float(losses.sum()), int((targets != START_ID).sum()), new_state
 
     def loss_and_gradients(self, inputs: np.ndarray, targets: np.ndarray, state: State,
                            dropout: float = 0.0, rng: np.random.Generator | None = None):
@@ -186,8 +190,9 @@ class Model:
         top, new_state, caches, masks = self._forward(inputs, state, dropout, rng)
         scored = (targets != START_ID).ravel()
         num_scored = max(int(scored.sum()), 1)
-        total, dlogits = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
-        dlogits /= num_scored
+        losses, dlogits = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
+        dlogits[np.arange(targets.size), targets.ravel()] -= 1
+        dlogits *= scored[:, None] / num_scored
 
         grads = {
             "output.weight": top.reshape(T * B, -1).T @ dlogits,
@@ -206,7 +211,7 @@ class Model:
         dembedding = np.zeros_like(self.params["embedding"])
         np.add.at(dembedding, inputs.ravel(), dh.reshape(T * B, -1))
         grads["embedding"] = dembedding
-        return total / num_scored, grads, new_state
+        return float(losses.sum()) / num_scored, grads, new_state
 
     def step(self, tokens: np.ndarray, state: State):
         """One step of generation. tokens: (B,) -> logits (B, V) and the new state."""
