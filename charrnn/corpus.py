@@ -28,7 +28,7 @@ from .errors import CharrnnError
 from .vocab import END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points
 
 
-CHUNK_SIZE = 8 << 20  # bytes read and decoded at a time
+CHUNK_SIZE = 2 << 20  # bytes read and decoded at a time: the work on one takes ~20x that memory
 BLOCK_SIZE = 16 << 20  # tokens scanned at a time in a token array
 
 
