@@ -10,6 +10,11 @@ Two layouts:
 Either sequence is cut into B parallel contiguous streams, and each stream
 into windows of T steps. Windows are time-major (T, B); the target of each
 input is the next token.
+
+A file is read and decoded in chunks, twice: the first pass counts its
+characters and records, the second encodes them into a token array made to
+size, so a big text is never held whole as a Python string (``load_corpus``;
+``cache.py`` keeps the token array for the next run).
 """
 
 from __future__ import annotations
@@ -27,9 +32,8 @@ from . import cache
 from .errors import CharrnnError
 from .vocab import END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points
 
-
 CHUNK_SIZE = 2 << 20  # bytes read and decoded at a time: the work on one takes ~20x that memory
-BLOCK_SIZE = 16 << 20  # tokens scanned at a time in a token array
+BLOCK_SIZE = 2 << 20  # tokens scanned at a time in a token array (each takes 8 bytes as an index)
 
 
 def source_name(source: str) -> str:
@@ -142,11 +146,6 @@ def read_text(source: str, encoding: str = "utf-8", errors: str = "strict") -> s
     return decode_text(read_bytes(source), source_name(source), encoding, errors)
 
 
-def checksum(text: str) -> str:
-    """SHA-256 of the text's UTF-8 bytes: identifies a corpus in a checkpoint."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def records_in_pieces(pieces: Iterable[str], delimiter: str) -> Iterator[list[str]]:
     """The non-empty records of a text given in pieces, in lists: after each piece, the
     records it completes.
@@ -187,7 +186,8 @@ def sequence_tokens(pieces: list[str], vocab: Vocabulary) -> tuple[np.ndarray, i
 
 
 class TextTally:
-    """Running totals over the pieces of a text: code-point counts, SHA-256 and length."""
+    """Running totals over the pieces of a text: code-point counts, length, and the SHA-256 of
+    its UTF-8 bytes, which identifies a corpus in a checkpoint."""
 
     def __init__(self):
         self.counts = np.zeros(0, np.int64)  # (largest code point + 1,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 
@@ -10,7 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from click.testing import CliRunner
+
 from charrnn import cache, corpus
+from charrnn.cli import cli
 from charrnn.corpus import (build_corpus, decode_text, decoded_pieces, encode_text, load_corpus,
                             split_corpus, split_records)
 from charrnn.errors import CharrnnError
@@ -102,7 +106,8 @@ def test_layout_in_chunks_equals_the_layout_in_memory(text, size, records, delim
     assert got.vocab == vocab
     assert got.train_tokens.tolist() == train_tokens and got.val_tokens.tolist() == val_tokens
     assert got.train_tokens.dtype == vocab.dtype
-    assert got.num_chars == len(whole) and got.checksum == corpus.checksum(whole)
+    assert got.num_chars == len(whole)
+    assert got.checksum == hashlib.sha256(whole.encode("utf-8")).hexdigest()
 
 
 def test_resuming_translates_ids_to_the_checkpoint_vocabulary():
@@ -224,3 +229,24 @@ def test_cache_entries_are_keyed_by_path_and_options(text_file, tmp_path):
     assert cache.store(one, np.arange(5, dtype=np.uint8), {"n": 5})
     tokens, info = cache.load(one)
     assert tokens.tolist() == [0, 1, 2, 3, 4] and info == {"n": 5}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "missing.txt", "missing.txt: no such file"),
+    (lambda tmp: tmp, "is a directory"),
+])
+def test_unreadable_files_give_one_clear_error(tmp_path, make, message):
+    with pytest.raises(CharrnnError, match=message):
+        load(make(tmp_path), tmp_path / "cache")
+
+
+def test_a_second_train_command_uses_the_cache(text_file, tmp_path, count_encodings):
+    arguments = ["train", str(text_file), "--out", str(tmp_path / "model.npz"), "--max-steps", "1",
+                 "--hidden-size", "8", "--num-layers", "1", "--embedding-size", "4"]
+    runner = CliRunner()
+    assert runner.invoke(cli, arguments).exit_code == 0
+    assert runner.invoke(cli, arguments).exit_code == 0
+    assert runner.invoke(cli, [*arguments[:4], "--resume", str(tmp_path / "model.npz"),
+                               "--max-steps", "2"]).exit_code == 0
+    assert len(count_encodings) == 1
+    assert len(list(cache.default_cache_dir().glob("*.npy"))) == 1
