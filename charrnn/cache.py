@@ -84,7 +84,7 @@ def load(entry: Entry) -> tuple[np.ndarray, dict] | None:
         if tokens.shape != (saved["length"],) or tokens.dtype.str != saved["dtype"]:
             return None
         return tokens, saved["info"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
         return None
 
 

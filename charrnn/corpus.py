@@ -259,13 +259,15 @@ def encode_text(read_pieces: Callable[[], Iterable[str]], delimiter: str | None)
     tokens = np.empty(num_tokens, vocab.dtype)  # (N,)
     filled = 0
     for part in layout_parts(read_pieces(), vocab, delimiter):
-        if filled + len(part) > num_tokens:
+        if filled + len(part) > num_tokens:  # the file grew between the passes
             break
         tokens[filled: filled + len(part)] = part
         filled += len(part)
     if filled != num_tokens:
         raise CharrnnError("the training text changed while it was being read")
     return EncodedText(vocab, tokens, tally.sha256.hexdigest(), tally.num_chars, num_records)
+
+
 def token_counts(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
     """How often each token id occurs in ``tokens``, counted a block at a time."""
     counts = np.zeros(vocab_size, np.int64)  # (V,)
@@ -300,7 +302,7 @@ def recode(encoded: EncodedText, vocab: Vocabulary) -> EncodedText:
 def start_of_last_records(tokens: np.ndarray, count: int) -> int:
     """The position of the ``<START>`` of the last ``count`` records in a records layout."""
     end = len(tokens)
-    while count:
+    while count and end:
         start = max(0, end - BLOCK_SIZE)
         starts = np.flatnonzero(tokens[start:end] == START_ID)
         if len(starts) >= count:

@@ -193,6 +193,7 @@ def test_a_changed_file_is_read_again(text_file, tmp_path, count_encodings):
 @pytest.mark.parametrize("suffix, damage", [
     (".npy", b"garbage"),
     (".npy", None),  # truncated
+    (".npy", b""),
     (".json", b"{not json"),
     (".json", b'{"key": 3}'),
 ])
