@@ -20,8 +20,10 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -61,12 +63,18 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     arrays.update(checkpoint.training_arrays)
     arrays[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
 
+    write_atomically(path, lambda file: np.savez(file, allow_pickle=False, **arrays))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a temporary file in the folder of ``path``, fsync it and rename it to
+    ``path``: a crash never leaves a half-written file there."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as file:
-            np.savez(file, allow_pickle=False, **arrays)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

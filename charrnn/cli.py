@@ -20,7 +20,8 @@ from . import __version__
 from .beam import beam_search
 from .cells import CELLS
 from .checkpoint import load_checkpoint
-from .corpus import (build_corpus, default_corpus, read_text, sequence_tokens, source_name,
+from .cache import default_cache_dir
+from .corpus import (default_corpus, load_corpus, read_text, sequence_tokens, source_name,
                      split_records)
 from .errors import CharrnnError
 from .evaluate import score_tokens
@@ -201,14 +202,15 @@ def train(ctx, file, out, resume, encoding, errors, **options):
     given = explicit_options(ctx, TRAINING_OPTIONS)
     if "delimiter" in given:
         given["delimiter"] = options["delimiter"]
-    text = read_text(source, encoding, errors)
+    read_options = {"encoding": encoding, "errors": errors, "cache_dir": default_cache_dir()}
 
     if resume:
         checkpoint = load_checkpoint(resume)
         check_architecture(checkpoint, explicit_options(ctx, ARCHITECTURE_OPTIONS))
         settings = settings_from_checkpoint(checkpoint, given)
-        corpus = build_corpus(text, records=settings.records, delimiter=settings.delimiter,
-                              val_fraction=settings.val_fraction, vocab=checkpoint.vocab)
+        corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
+                             val_fraction=settings.val_fraction, vocab=checkpoint.vocab,
+                             **read_options)
         out_path = Path(out or resume)
         trainer = resume_trainer(checkpoint, corpus, settings, out_path,
                                  notify=lambda message: click.echo(f"note: {message}", err=True))
@@ -216,8 +218,8 @@ def train(ctx, file, out, resume, encoding, errors, **options):
         settings = TrainSettings(**{name: options[name] for name in TRAINING_OPTIONS})
         if not any(name in given for name in STOP_LIMITS):
             settings = TrainSettings(**{**settings.__dict__, "max_epochs": DEFAULT_MAX_EPOCHS})
-        corpus = build_corpus(text, records=settings.records, delimiter=settings.delimiter,
-                              val_fraction=settings.val_fraction)
+        corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
+                             val_fraction=settings.val_fraction, **read_options)
         config = ModelConfig(corpus.vocab.size, options["embedding_size"],
                              options["hidden_size"], options["num_layers"], options["cell"])
         out_path = Path(out) if out else default_checkpoint_path(source)

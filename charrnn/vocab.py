@@ -19,6 +19,7 @@ END = "<END>"
 START_ID = 0
 END_ID = 1
 NUM_SPECIAL = 2
+UNKNOWN_ID = START_ID  # marks a character outside the vocabulary: no character has this id
 
 
 def code_points(text: str) -> np.ndarray:
@@ -43,7 +44,11 @@ class Vocabulary:
 
     @classmethod
     def from_text(cls, text: str) -> Vocabulary:
-        counts = np.bincount(code_points(text))
+        return cls.from_counts(np.bincount(code_points(text)))
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> Vocabulary:
+        """The characters whose code points have a non-zero count in ``counts``."""
         return cls(tuple(chr(cp) for cp in np.flatnonzero(counts)))
 
     @property
@@ -68,13 +73,17 @@ class Vocabulary:
         known = set(self.chars)
         return sorted(set(text) - known)
 
-    def _lookup_table(self, max_code_point: int) -> np.ndarray:
-        """Array mapping a code point to its token id, or -1 if unknown."""
-        table = np.full(max_code_point + 1, -1, dtype=np.int64)
-        for token_id, char in enumerate(self.chars, start=NUM_SPECIAL):
-            if ord(char) <= max_code_point:
-                table[ord(char)] = token_id
-        return table
+    def lookup(self, points: np.ndarray) -> np.ndarray:
+        """The token id of each code point, of dtype ``self.dtype``; UNKNOWN_ID where the
+        vocabulary lacks the character."""
+        if points.size == 0:
+            return np.zeros(0, self.dtype)
+        table = np.full(int(points.max()) + 1, UNKNOWN_ID, self.dtype)  # (max code point + 1,)
+        char_points = code_points("".join(self.chars))
+        char_ids = np.arange(NUM_SPECIAL, self.size)
+        in_table = char_points < len(table)
+        table[char_points[in_table]] = char_ids[in_table]
+        return table[points]
 
     def encode(self, text: str) -> tuple[np.ndarray, int]:
         """Token ids of the characters of ``text`` that are in the vocabulary.
@@ -82,15 +91,12 @@ class Vocabulary:
         Characters outside the vocabulary are dropped; the second value
         counts them. Returns ids of dtype ``self.dtype``.
         """
-        points = code_points(text)
-        if points.size == 0:
-            return np.zeros(0, dtype=self.dtype), 0
-        ids = self._lookup_table(int(points.max()))[points]
-        known = ids >= 0
-        num_unknown = int(points.size - np.count_nonzero(known))
+        ids = self.lookup(code_points(text))
+        known = ids != UNKNOWN_ID
+        num_unknown = len(ids) - int(np.count_nonzero(known))
         if num_unknown:
             ids = ids[known]
-        return ids.astype(self.dtype), num_unknown
+        return ids, num_unknown
 
     def decode(self, ids) -> str:
         """The text of a sequence of ids; special tokens are left out."""

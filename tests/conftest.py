@@ -48,3 +48,9 @@ def tiny_text_file(tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def private_corpus_cache(tmp_path_factory, monkeypatch):
+    """Keep the corpus cache of `charrnn train` out of the user's cache folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
