@@ -303,3 +303,19 @@ def test_top_k_one_is_greedy(tiny_checkpoint):
     greedy = run("sample", tiny_checkpoint, "-t", 0, "-n", 30, "--seed", 1)
     top1 = run("sample", tiny_checkpoint, "--top-k", 1, "-n", 30, "--seed", 1)
     assert top1.stdout == greedy.stdout
+
+
+def test_eval_per_char_breaks_the_loss_down(tiny_checkpoint, tiny_text_file):
+    result = json.loads(run("eval", tiny_checkpoint, tiny_text_file, "--per-char",
+                            "--json").stdout)
+    by_class = {row["class"]: row for row in result["by_class"]}
+    assert by_class["lowercase"]["count"] == sum(c.islower() for c in TINY_TEXT)
+    assert by_class["newline"]["count"] == TINY_TEXT.count("\n")
+    assert by_class["<END>"]["count"] == 1
+    assert sum(row["count"] for row in result["by_class"]) == result["predictions_scored"]
+    total = sum(row["count"] * row["nats_per_char"] for row in result["by_character"])
+    assert total / result["predictions_scored"] == pytest.approx(result["nats_per_char"])
+    hardness = [row["nats_per_char"] for row in result["by_character"]]
+    assert hardness == sorted(hardness, reverse=True)
+    table = run("eval", tiny_checkpoint, tiny_text_file, "--per-char")
+    assert "loss by character class" in table.stdout and "hardest characters" in table.stdout

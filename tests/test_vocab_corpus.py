@@ -121,3 +121,11 @@ def test_padded_windows_cover_every_target_once():
     targets = np.concatenate([windows.window(i)[1].T for i in range(windows.num_windows)], 1)
     scored = targets[targets != START_ID]
     assert sorted(scored.tolist()) == list(range(3, 25))
+
+
+def test_character_classes():
+    from charrnn.evaluate import character_class
+
+    assert [character_class(c) for c in ["a", "É", "7", " ", "\n", ",", "€", "<END>", "\x00"]] == [
+        "lowercase", "uppercase", "digit", "space", "newline", "punctuation", "punctuation",
+        "<END>", "other"]
