@@ -458,5 +458,50 @@ def print_breakdown(by_class, by_token, score) -> None:
     console.print(classes, hardest)
 
 
+@cli.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def info(checkpoint, as_json):
+    """Show what a checkpoint holds: architecture, vocabulary, training and loss curves."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .info import loss_plot, summary
+
+    loaded = load_checkpoint(checkpoint)
+    details = summary(loaded)
+    if as_json:
+        click.echo(json.dumps(details))
+        return
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    architecture = details["architecture"]
+    table.add_row("architecture", f"{architecture['num_layers']} x {architecture['cell'].upper()} "
+                  f"{architecture['hidden_size']}, "
+                  f"embedding {architecture['embedding_size']}, {architecture['dtype']}")
+    table.add_row("parameters", f"{architecture['parameters']:,}")
+    table.add_row("vocabulary", f"{architecture['vocab_size']} tokens: <START> <END> "
+                  f"{details['vocabulary']}")
+    training = details.get("training")
+    if training:
+        best = training["best_val_loss"]
+        table.add_row("trained", f"{training['steps']:,} steps, {training['epochs']:.2f} epochs, "
+                      f"{training['seconds']:,.0f} s")
+        table.add_row("best val loss", "-" if best is None else
+                      f"{best:.4f} nats/char ({best / math.log(2):.4f} bits/char)")
+        table.add_row("corpus", f"{training['corpus_characters']:,} characters, "
+                      f"sha256 {training['corpus_sha256'][:16]}...")
+        settings = training["settings"]
+        table.add_row("layout", f"{'records' if settings['records'] else 'stream'}, batch "
+                      f"{settings['batch_size']} x {settings['seq_length']} steps")
+    else:
+        table.add_row("trained", "no training state saved")
+    console = Console(soft_wrap=True, highlight=False)
+    console.print(table)
+    plot = loss_plot(loaded)
+    if plot:
+        console.print("\nloss, nats/char (· train, ● validation) by step", markup=False)
+        console.print("\n".join(plot), markup=False)
+
+
 def main() -> None:
     cli()
