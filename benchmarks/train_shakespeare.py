@@ -18,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from charrnn.cli import DEFAULT_MAX_EPOCHS
 from charrnn.corpus import build_corpus, read_text
 from charrnn.model import ModelConfig
-from charrnn.train import TrainSettings, new_trainer
+from charrnn.train import DEFAULT_MAX_EPOCHS, TrainSettings, new_trainer
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS_CANDIDATES = [REPO.parent / "shared" / "data" / "tinyshakespeare.txt",

@@ -51,6 +51,7 @@ class TrainSettings:
     delimiter: str = "\n"
 
 
+DEFAULT_MAX_EPOCHS = 5  # how long to train when no limit is given
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 VALIDATION_LIMIT = 1_000_000  # held-out tokens scored at each evaluation
 MIN_LR_RATIO = 0.1  # cosine decays to this fraction of --lr

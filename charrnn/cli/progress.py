@@ -7,7 +7,7 @@ import math
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .train import TrainEvent
+from ..train import TrainEvent
 
 BAR_TOTAL = 1000
 

@@ -1,0 +1,66 @@
+"""The ``charrnn`` command line: train, sample, eval and info.
+
+A thin layer: it parses options, calls the library and reports. Generated
+text (or JSON) goes to stdout; progress and diagnostics go to stderr. Every
+failure is one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import CharrnnError
+from .inspect import evaluate, info
+from .sample import sample
+from .train import train
+
+
+def error_line(message: str) -> None:
+    click.echo(f"charrnn: error: {message}", err=True)
+
+
+class CharrnnGroup(click.Group):
+    """A group whose every failure is one line on stderr and a non-zero exit status."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            status = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as error:
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+            error_line(error.format_message() + hint)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error_line(error.format_message())
+            sys.exit(error.exit_code)
+        except CharrnnError as error:
+            error_line(str(error))
+            sys.exit(1)
+        except click.Abort:
+            sys.exit(130)
+        sys.exit(status if isinstance(status, int) else 0)
+
+
+@click.group(cls=CharrnnGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                 "show_default": True})
+@click.version_option(__version__, "-V", "--version", prog_name="charrnn")
+def cli():
+    """Train a character-level LSTM on any text, then sample from it and score it.
+
+    \b
+      charrnn train corpus.txt --out checkpoints/model.npz
+      charrnn sample checkpoints/model.npz --length 300
+      charrnn eval checkpoints/model.npz other.txt
+    """
+
+
+for command in (train, sample, evaluate, info):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli()

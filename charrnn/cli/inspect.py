@@ -1,0 +1,143 @@
+"""``charrnn eval`` and ``charrnn info``: scoring a model and showing what it holds."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from ..checkpoint import load_checkpoint
+from ..corpus import read_text, sequence_tokens, source_name, split_records
+from ..errors import CharrnnError
+from ..evaluate import breakdown, score_tokens
+from ..train import TrainSettings
+from .output import encoding_option, errors_option
+
+
+@click.command(name="eval")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("file", metavar="FILE|-")
+@encoding_option
+@errors_option
+@click.option("--per-char", is_flag=True,
+              help="Also break the loss down by character class and show the hardest "
+                   "characters.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
+    """Score a model on a text file (or - for standard input).
+
+    Reports the average negative log-likelihood of each next character in
+    nats and bits, and the perplexity. The text is laid out as in training
+    (one sequence, or records from <START> to <END>); the <END> markers are
+    scored too. Characters outside the model's vocabulary are skipped and
+    counted.
+    """
+    loaded = load_checkpoint(checkpoint)
+    text = read_text(file, encoding, errors)
+    settings = TrainSettings(**(loaded.training or {}).get("settings", {}))
+    pieces = split_records(text, settings.delimiter) if settings.records else [text]
+    tokens, skipped = sequence_tokens(pieces, loaded.vocab)
+    score = score_tokens(loaded.model, tokens, by_token=per_char)
+    num_chars = score.num_scored - len(pieces)
+    if num_chars == 0:
+        raise CharrnnError(f"{source_name(file)}: nothing to score (no characters the model knows)")
+    result = {
+        "file": file,
+        "nats_per_char": score.nats_per_char,
+        "bits_per_char": score.bits_per_char,
+        "perplexity": score.perplexity,
+        "predictions_scored": score.num_scored,
+        "characters_scored": num_chars,
+        "characters_skipped": skipped,
+    }
+    by_class, by_token = breakdown(score, loaded.vocab) if per_char else ([], [])
+    if as_json:
+        if per_char:
+            result["by_class"] = [row_dict(row, "class") for row in by_class]
+            result["by_character"] = [row_dict(row, "character") for row in by_token]
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    click.echo(f"nats/char    {score.nats_per_char:.4f}\n"
+               f"bits/char    {score.bits_per_char:.4f}\n"
+               f"perplexity   {score.perplexity:.3f}\n"
+               f"scored       {score.num_scored:,} predictions "
+               f"({num_chars:,} characters, {len(pieces):,} <END>)\n"
+               f"skipped      {skipped:,} characters outside the vocabulary")
+    if per_char:
+        print_breakdown(by_class, by_token, score)
+
+
+def row_dict(row, key: str) -> dict:
+    return {key: row.label, "count": row.count, "nats_per_char": row.nats_per_char}
+
+
+HARDEST_SHOWN = 15
+
+
+def print_breakdown(by_class, by_token, score) -> None:
+    """Two rich tables: loss by character class, and the hardest characters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..info import printable_char
+
+    console = Console(highlight=False)
+    classes = Table(title="loss by character class", title_justify="left")
+    for column in ("class", "count", "share of text", "nats/char", "share of loss"):
+        classes.add_column(column, justify="left" if column == "class" else "right")
+    for row in by_class:
+        classes.add_row(row.label, f"{row.count:,}", f"{row.count / score.num_scored:.1%}",
+                        f"{row.nats_per_char:.3f}", f"{row.total_loss / score.total_loss:.1%}")
+    hardest = Table(title=f"hardest characters (of {len(by_token)})", title_justify="left")
+    for column in ("character", "count", "nats/char"):
+        hardest.add_column(column, justify="left" if column == "character" else "right")
+    for row in by_token[:HARDEST_SHOWN]:
+        label = row.label if row.label.startswith("<") else printable_char(row.label)
+        hardest.add_row(label, f"{row.count:,}", f"{row.nats_per_char:.3f}")
+    console.print(classes, hardest)
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def info(checkpoint, as_json):
+    """Show what a checkpoint holds: architecture, vocabulary, training and loss curves."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..info import loss_plot, summary
+
+    loaded = load_checkpoint(checkpoint)
+    details = summary(loaded)
+    if as_json:
+        click.echo(json.dumps(details))
+        return
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    architecture = details["architecture"]
+    table.add_row("architecture", f"{architecture['num_layers']} x {architecture['cell'].upper()} "
+                  f"{architecture['hidden_size']}, "
+                  f"embedding {architecture['embedding_size']}, {architecture['dtype']}")
+    table.add_row("parameters", f"{architecture['parameters']:,}")
+    table.add_row("vocabulary", f"{architecture['vocab_size']} tokens: <START> <END> "
+                  f"{details['vocabulary']}")
+    training = details.get("training")
+    if training:
+        best = training["best_val_loss"]
+        table.add_row("trained", f"{training['steps']:,} steps, {training['epochs']:.2f} epochs, "
+                      f"{training['seconds']:,.0f} s")
+        table.add_row("best val loss", "-" if best is None else
+                      f"{best:.4f} nats/char ({best / math.log(2):.4f} bits/char)")
+        table.add_row("corpus", f"{training['corpus_characters']:,} characters, "
+                      f"sha256 {training['corpus_sha256'][:16]}...")
+        settings = training["settings"]
+        table.add_row("layout", f"{'records' if settings['records'] else 'stream'}, batch "
+                      f"{settings['batch_size']} x {settings['seq_length']} steps")
+    else:
+        table.add_row("trained", "no training state saved")
+    console = Console(soft_wrap=True, highlight=False)
+    console.print(table)
+    plot = loss_plot(loaded)
+    if plot:
+        console.print("\nloss, nats/char (· train, ● validation) by step", markup=False)
+        console.print("\n".join(plot), markup=False)

@@ -1,0 +1,40 @@
+"""What the commands share: writing to stdout, pipes that close early, escapes, options."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+encoding_option = click.option("--encoding", default="utf-8", help="Encoding of the input text.")
+errors_option = click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]),
+                             default="strict",
+                             help="What to do with bytes that are not valid in the encoding.")
+
+
+def parse_escapes(value: str) -> str:
+    r"""A string given on the command line with \n, \t and \\ written as escapes."""
+    result = value.replace("\\\\", "\0").replace("\\n", "\n").replace("\\t", "\t")
+    return result.replace("\0", "\\")
+
+
+class StdoutText:
+    """Writes UTF-8 to standard output whatever the locale, flushing as it goes."""
+
+    def __init__(self):
+        self.stream = sys.stdout.buffer
+
+    def __call__(self, text: str) -> None:
+        if text:
+            self.stream.write(text.encode("utf-8", "surrogatepass"))
+            self.stream.flush()
+
+
+def quiet_broken_pipe() -> None:
+    """The reader went away (`... | head`): send what is left to /dev/null and end quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
