@@ -444,9 +444,18 @@ class Windows:
         self.targets = tokens[1: span + 1].reshape(batch_size, stream_length)  # (B, L)
         self.batch_size, self.seq_length = batch_size, seq_length
 
+    @property
+    def stream_length(self) -> int:
+        """L: the steps in each stream."""
+        return self.inputs.shape[1]
+
     def window(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The inputs and targets of window ``index``, each (T, B)."""
-        steps = slice(index * self.seq_length, (index + 1) * self.seq_length)
+        return self.span(index * self.seq_length, self.seq_length)
+
+    def span(self, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs and targets of ``length`` steps from step ``start``, each (length, B)."""
+        steps = slice(start, start + length)
         return (np.ascontiguousarray(self.inputs[:, steps].T),
                 np.ascontiguousarray(self.targets[:, steps].T))
 

@@ -32,6 +32,7 @@ class TrainSettings:
     """How to train: data layout, optimization, when to stop and evaluate."""
 
     seq_length: int = 100
+    seq_length_schedule: str | None = None  # "START:END": windows grow from START to END steps
     batch_size: int = 64
     lr: float = 2e-3
     lr_schedule: str = "constant"  # "constant", "cosine" or "plateau"
@@ -59,16 +60,18 @@ PLATEAU_EVALS = 2  # plateau halves the rate after this many evaluations without
 PLATEAU_FACTOR = 0.5
 
 # Settings that decide which windows the data is cut into.
-LAYOUT_SETTINGS = ("seq_length", "batch_size", "records", "delimiter", "val_fraction")
+LAYOUT_SETTINGS = ("seq_length", "seq_length_schedule", "batch_size", "records", "delimiter",
+                   "val_fraction")
+SCHEDULE_SPAN = 0.5  # the window length schedule reaches its END halfway through training
 
 
 @dataclass
 class Position:
-    """Where training is: updates made, epochs complete, next window of the epoch."""
+    """Where training is: updates made, epochs complete, steps into the streams."""
 
     step: int = 0
     epoch: int = 0
-    window: int = 0
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,9 @@ class Trainer:
     lr_scale: float = 1.0  # lowered by the plateau schedule
 
     def __post_init__(self):
+        self.seq_length_range = parse_seq_length_schedule(self.settings)
         batch_size, seq_length = fit_window(len(self.corpus.train_tokens),
-                                            self.settings.batch_size, self.settings.seq_length)
+                                            self.settings.batch_size, max(self.seq_length_range))
         self.windows = Windows(self.corpus.train_tokens, batch_size, seq_length)
         if self.state is None:
             self.state = self.model.zero_state(batch_size)
@@ -120,7 +124,7 @@ class Trainer:
     # -- limits --------------------------------------------------------------
 
     def epochs_done(self) -> float:
-        return self.position.epoch + self.position.window / self.windows.num_windows
+        return self.position.epoch + self.position.offset / self.windows.stream_length
 
     def run_elapsed(self) -> float:
         """Seconds since this run started."""
@@ -153,6 +157,12 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------
 
+    def seq_length(self) -> int:
+        """Steps in the next window: fixed, or growing linearly by the schedule."""
+        start, end = self.seq_length_range
+        progress = min(1.0, self._schedule_progress() / SCHEDULE_SPAN)
+        return min(round(start + (end - start) * progress), self.windows.seq_length)
+
     def learning_rate(self) -> float:
         """The rate for the next update: warm-up, then the schedule."""
         s = self.settings
@@ -167,7 +177,8 @@ class Trainer:
 
     def train_step(self) -> float:
         """One update on the next window; returns its loss (nats per character)."""
-        inputs, targets = self.windows.window(self.position.window)
+        seq_length = self.seq_length()
+        inputs, targets = self.windows.span(self.position.offset, seq_length)
         loss, grads, state = self.model.loss_and_gradients(
             inputs, targets, self.state, self.settings.dropout, self.rng)
         grad_norm = clip_by_global_norm_(grads, self.settings.clip)
@@ -177,10 +188,10 @@ class Trainer:
                 f"norm {grad_norm}); the last checkpoint is kept; try a lower --lr or --clip")
         self.optimizer.update_(self.model.params, grads, self.learning_rate())
         self.position.step += 1
-        self.position.window += 1
-        if self.position.window == self.windows.num_windows:
+        self.position.offset += seq_length
+        if self.position.offset + self.seq_length() > self.windows.stream_length:
             self.position.epoch += 1
-            self.position.window = 0
+            self.position.offset = 0
             state = self.model.zero_state(self.windows.batch_size)
         self.state = state
         return loss
@@ -204,8 +215,7 @@ class Trainer:
         at the end. Returns why it stopped: "limit", "no improvement" (--patience) or
         "interrupted"."""
         self.run_start = time.monotonic()
-        chars_per_step = self.windows.batch_size * self.windows.seq_length
-        steps_this_run = 0
+        chars_this_run = 0
         losses: list[float] = []  # since the last evaluation
 
         def event(kind, val_loss=None, checkpoint=None):
@@ -214,7 +224,7 @@ class Trainer:
             return TrainEvent(
                 kind=kind, step=self.position.step, epoch=self.epochs_done(),
                 train_loss=float(np.mean(losses)) if losses else math.nan, val_loss=val_loss,
-                chars_per_sec=steps_this_run * chars_per_step / max(elapsed, 1e-9),
+                chars_per_sec=chars_this_run / max(elapsed, 1e-9),
                 elapsed=elapsed, fraction_done=min(1.0, max(fractions)) if fractions else None,
                 checkpoint=checkpoint)
 
@@ -234,8 +244,8 @@ class Trainer:
 
         outcome = "limit"
         while max(self._fractions_done(), default=1.0) < 1.0:
+            chars_this_run += self.windows.batch_size * self.seq_length()
             losses.append(self.train_step())
-            steps_this_run += 1
             on_event(event("step"))
             step = self.position.step
             if stop_requested():
@@ -296,6 +306,20 @@ class Trainer:
         }
         save_checkpoint(path or self.out,
                         Checkpoint(self.model, self.corpus.vocab, training, arrays))
+
+
+def parse_seq_length_schedule(settings: TrainSettings) -> tuple[int, int]:
+    """The (start, end) window lengths: from the schedule "START:END", or both seq_length."""
+    if settings.seq_length_schedule is None:
+        return settings.seq_length, settings.seq_length
+    try:
+        start, end = (int(part) for part in settings.seq_length_schedule.split(":"))
+    except ValueError:
+        start = end = 0
+    if start < 1 or end < 1:
+        raise CharrnnError(f"--seq-length-schedule takes START:END, two whole numbers of steps, "
+                           f"not {settings.seq_length_schedule!r}")
+    return start, end
 
 
 def new_trainer(corpus: Corpus, config: ModelConfig, settings: TrainSettings, out: Path) -> Trainer:

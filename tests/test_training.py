@@ -10,6 +10,7 @@ from charrnn.corpus import build_corpus
 from charrnn.evaluate import score_tokens
 from charrnn.model import ModelConfig
 from charrnn.sample import generate
+from charrnn.errors import CharrnnError
 from charrnn.train import TrainingDiverged, TrainSettings, new_trainer, resume_trainer
 from charrnn.vocab import Vocabulary
 
@@ -64,7 +65,7 @@ def test_stops_at_its_limit(tmp_path, limit, expected_step):
                            eval_every=1000, **limit)
     trainer.run()
     if expected_step is None:
-        assert trainer.position.epoch == 2 and trainer.position.window == 0
+        assert trainer.position.epoch == 2 and trainer.position.offset == 0
         expected_step = 2 * trainer.windows.num_windows
     assert trainer.position.step == expected_step
     assert load_checkpoint(tmp_path / "x.npz").training["position"]["step"] == expected_step
@@ -78,13 +79,19 @@ def test_stop_request_finishes_the_step_and_saves(tmp_path):
     assert load_checkpoint(tmp_path / "x.npz").training["position"]["step"] == 3
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
-    common = dict(seq_length=16, batch_size=3, eval_every=4)
+@pytest.mark.parametrize("extra, interrupted", [
+    ({}, False),  # a run of 12 steps, resumed with --max-steps 24
+    # schedules follow the planned length: a run planned for 24 steps, stopped at 12
+    ({"seq_length_schedule": "4:16", "dropout": 0.1, "lr_schedule": "cosine"}, True),
+])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interrupted):
+    common = dict(seq_length=16, batch_size=3, eval_every=4, **extra)
     straight = make_trainer(TINY_TEXT, tmp_path / "straight.npz", max_steps=24, **common)
     straight.run()
 
-    first_half = make_trainer(TINY_TEXT, tmp_path / "resumed.npz", max_steps=12, **common)
-    first_half.run()
+    first_half = make_trainer(TINY_TEXT, tmp_path / "resumed.npz",
+                              max_steps=24 if interrupted else 12, **common)
+    first_half.run(stop_requested=lambda: interrupted and first_half.position.step == 12)
     checkpoint = load_checkpoint(tmp_path / "resumed.npz")
     corpus = build_corpus(TINY_TEXT, records=False, delimiter="\n", val_fraction=0.05,
                           vocab=checkpoint.vocab)
@@ -99,7 +106,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(second_half.model.params[name], value, err_msg=name)
         np.testing.assert_array_equal(second_half.optimizer.second_moment[name],
                                       straight.optimizer.second_moment[name])
-    assert [entry["step"] for entry in second_half.history] == [4, 8, 12, 16, 20, 24]
+    evaluated = [4, 8, 16, 20, 24] if interrupted else [4, 8, 12, 16, 20, 24]
+    assert [entry["step"] for entry in second_half.history] == evaluated
 
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
@@ -146,3 +154,18 @@ def test_plateau_halves_the_rate_and_patience_stops_early(tmp_path):
     assert trainer.lr_scale == 0.25
     assert [entry["lr"] for entry in trainer.history] == pytest.approx(
         [2e-3, 2e-3, 2e-3, 2e-3, 1e-3, 1e-3])  # the rate in use up to each evaluation
+
+
+def test_seq_length_schedule_grows_the_windows(tmp_path):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", batch_size=2, max_steps=20,
+                           seq_length_schedule="5:25")
+    lengths = []
+    trainer.run(lambda event: lengths.append(trainer.seq_length()) if event.kind == "step" else None)
+    assert trainer.windows.seq_length == 25
+    # After step s of 20, the next window has 5 + 20 * min(1, (s / 20) / 0.5) steps.
+    assert lengths == [round(5 + 20 * min(1, step / 20 / 0.5)) for step in range(1, 21)]
+
+
+def test_a_bad_seq_length_schedule_is_refused(tmp_path):
+    with pytest.raises(CharrnnError, match="START:END"):
+        make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length_schedule="25-100")

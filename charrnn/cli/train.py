@@ -19,7 +19,7 @@ from ..train import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, TrainSettings, new_traine
 from .output import encoding_option, errors_option, parse_escapes
 
 ARCHITECTURE_OPTIONS = ("cell", "hidden_size", "num_layers", "embedding_size")
-TRAINING_OPTIONS = ("seq_length", "batch_size", "lr", "lr_schedule", "warmup_steps", "clip",
+TRAINING_OPTIONS = ("seq_length", "seq_length_schedule", "batch_size", "lr", "lr_schedule", "warmup_steps", "clip",
                     "dropout", "max_steps", "max_epochs",
                     "max_time", "val_fraction", "eval_every", "save_every", "keep_best", "patience", "seed",
                     "records", "delimiter")
@@ -99,6 +99,9 @@ def check_architecture(checkpoint, given: dict) -> None:
               help="Size of the learned character embedding.")
 @click.option("--seq-length", type=click.IntRange(min=1), default=100,
               help="Time steps per window (truncated backpropagation through time).")
+@click.option("--seq-length-schedule", metavar="START:END", default=None,
+              help="Grow the windows from START to END steps over the first half of training "
+                   "(in place of --seq-length).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64,
               help="Parallel streams per step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3,
@@ -166,7 +169,8 @@ def train(ctx, file, out, resume, encoding, errors, **options):
         trainer = new_trainer(corpus, config, settings, out_path)
 
     windows = trainer.windows
-    if (windows.batch_size, windows.seq_length) != (settings.batch_size, settings.seq_length):
+    asked = (settings.batch_size, max(trainer.seq_length_range))
+    if (windows.batch_size, windows.seq_length) != asked:
         click.echo(f"note: the text is short: training with --batch-size {windows.batch_size} "
                    f"--seq-length {windows.seq_length}", err=True)
     click.echo(f"training on {Path(source).name if file else 'the shipped corpus'}: "
