@@ -95,6 +95,17 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, scored: np.nd
     return total, dlogits
 
 
+def embedding_gradient(tokens: np.ndarray, dx: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Sum the rows of dx (N, E) by token id (N,) into a (V, E) gradient.
+
+    As one matrix product with the one-hot matrix of the tokens, several times
+    faster than ``np.add.at`` here.
+    """
+    one_hot = np.zeros((tokens.size, vocab_size), dx.dtype)  # (N, V)
+    one_hot[np.arange(tokens.size), tokens] = 1
+    return one_hot.T @ dx
+
+
 class Model:
     """A character LSTM language model: its architecture and its parameters."""
 
@@ -171,9 +182,8 @@ class Model:
             grads[f"lstm{layer}.input_weight"] = dWx
             grads[f"lstm{layer}.hidden_weight"] = dWh
             grads[f"lstm{layer}.bias"] = db
-        dembedding = np.zeros_like(self.params["embedding"])
-        np.add.at(dembedding, inputs.ravel(), dh.reshape(T * B, -1))
-        grads["embedding"] = dembedding
+        grads["embedding"] = embedding_gradient(inputs.ravel(), dh.reshape(T * B, -1),
+                                                self.config.vocab_size)
         return total / num_scored, grads, new_state
 
     def step(self, tokens: np.ndarray, state: State):
