@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .model import Model
+from .model import Model, Stepper
 from .vocab import END_ID, START_ID, Vocabulary
 
 
@@ -55,11 +55,12 @@ def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1
     ``length`` characters.
     """
     rngs = sample_rngs(seed, num_samples)
+    stepper = Stepper(model)
     state = model.zero_state(num_samples)
-    logits, state = model.step(np.full(num_samples, START_ID), state)
+    logits, state = stepper.step(np.full(num_samples, START_ID), state)
     prime_ids, _ = vocab.encode(prime)
     for token in prime_ids:
-        logits, state = model.step(np.full(num_samples, token), state)
+        logits, state = stepper.step(np.full(num_samples, token), state)
 
     active = np.arange(num_samples)  # samples still drawing, in order
     for position in range(length + 1):
@@ -81,7 +82,7 @@ def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1
             keep = ~ended
             active, tokens = active[keep], tokens[keep]
             state = [(h[keep], c[keep]) for h, c in state]
-        logits, state = model.step(tokens, state)
+        logits, state = stepper.step(tokens, state)
 
 
 class OrderedWriter:
