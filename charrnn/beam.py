@@ -31,7 +31,7 @@ class Beam:
     ended: bool  # whether the model drew <END>
 
 
-def _search(model: Model, logits, state, width: int, length: int) -> Beam:
+def _search(stepper, logits, state, width: int, length: int) -> Beam:
     """One beam search of the given width from the given start."""
     live_tokens = [()]  # the unfinished texts
     live_scores = np.zeros(1)
@@ -58,7 +58,7 @@ def _search(model: Model, logits, state, width: int, length: int) -> Beam:
             return best_finished  # no unfinished text can catch up
         live_tokens = [live_tokens[p] + (int(t),) for p, t in zip(parents, tokens)]
         state = [tuple(part[parents] for part in layer) for layer in state]
-        logits, state = model.step(tokens, state)
+        logits, state = stepper.step(tokens, state)
     at_limit = Beam(live_tokens[0], float(live_scores[0]), False)
     if best_finished is None or at_limit.log_prob > best_finished.log_prob:
         return at_limit
@@ -68,6 +68,6 @@ def _search(model: Model, logits, state, width: int, length: int) -> Beam:
 def beam_search(model: Model, vocab: Vocabulary, *, width: int, length: int,
                 prime: str = "") -> Beam:
     """The most probable continuation of ``prime`` found by beams of width 1 to ``width``."""
-    logits, state = primed_start(model, vocab, prime)
-    results = [_search(model, logits, state, w, length) for w in range(1, width + 1)]
+    stepper, logits, state = primed_start(model, vocab, prime)
+    results = [_search(stepper, logits, state, w, length) for w in range(1, width + 1)]
     return max(results, key=lambda beam: beam.log_prob)

@@ -22,6 +22,7 @@ its h_{t-1} and c_{t-1} are taken as zero and no gradient flows back past it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -37,21 +38,50 @@ def sigmoid_(a: np.ndarray) -> np.ndarray:
     return a
 
 
+@lru_cache(maxsize=None)
+def _gate_rows(hidden_size: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Two read-only (4H,) rows: 1/2 on the i, f, o columns and 1 on g, then 1/2 and 0.
+
+    ``scale * tanh(s) + shift`` turns tanh(a / 2) into sigmoid(a) on the i, f, o
+    columns and leaves tanh(a) on g, so the gates need one tanh over all 4H columns.
+    """
+    H = hidden_size
+    scale = np.concatenate([np.full(3 * H, 0.5), np.ones(H)]).astype(dtype)
+    shift = np.concatenate([np.full(3 * H, 0.5), np.zeros(H)]).astype(dtype)
+    scale.flags.writeable = shift.flags.writeable = False
+    return scale, shift
+
+
+def halve_sigmoid_columns(weight: np.ndarray) -> np.ndarray:
+    """A copy of a (..., 4H) weight or bias with the i, f, o columns halved.
+
+    Pre-activations made with it are a / 2 on those columns, ready for
+    sigmoid(a) = tanh(a / 2) / 2 + 1/2. Halving is exact in binary floating point,
+    so this gives the same numbers as halving the pre-activations.
+    """
+    H = weight.shape[-1] // 4
+    halved = weight.copy()
+    halved[..., : 3 * H] *= 0.5
+    return halved
+
+
 def activate_(a: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarray,
               h: np.ndarray) -> None:
     """Turn pre-activations into gates in place and write the new state.
 
-    a: (B, 4H) pre-activations, overwritten with the gates i, f, o, g.
+    a: (B, 4H) pre-activations whose i, f, o columns are halved (see
+    ``halve_sigmoid_columns``), overwritten with the gates i, f, o, g.
     c_prev: (B, H) cell state entering the step.
     c, tanh_c, h: (B, H) outputs: new cell state, its tanh, new hidden state.
     """
-    hidden_size = c.shape[-1]
-    sigmoid_(a[:, : 3 * hidden_size])
-    candidate = a[:, 3 * hidden_size:]
-    np.tanh(candidate, out=candidate)
-    input_gate = a[:, :hidden_size]
-    forget_gate = a[:, hidden_size: 2 * hidden_size]
-    output_gate = a[:, 2 * hidden_size: 3 * hidden_size]
+    H = c.shape[-1]
+    scale, shift = _gate_rows(H, a.dtype)
+    # Whole contiguous rows are much faster in numpy than the strided 3H block.
+    np.tanh(a, out=a)
+    a *= scale
+    a += shift
+    input_gate, forget_gate = a[:, :H], a[:, H: 2 * H]
+    output_gate, candidate = a[:, 2 * H: 3 * H], a[:, 3 * H:]
     np.multiply(forget_gate, c_prev, out=c)
     np.multiply(input_gate, candidate, out=tanh_c)  # tanh_c as scratch for i * g
     c += tanh_c
@@ -81,6 +111,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None):
     T, B, D = x.shape
     H = Wh.shape[0]
     dtype = Wh.dtype
+    Wx, Wh, b = halve_sigmoid_columns(Wx), halve_sigmoid_columns(Wh), halve_sigmoid_columns(b)
     # Input projections of all T steps in one matrix product.
     gates = np.matmul(x.reshape(T * B, D), Wx).reshape(T, B, 4 * H)
     gates += b
@@ -104,24 +135,27 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None):
     return h[1:], (h[T].copy(), c[T].copy()), cache
 
 
-def _local_derivatives(cache: LSTMCache):
-    """Per-step factors of the backward pass, computed for all T steps at once.
+def gate_slopes_(gates: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Derivative of each gate with respect to its pre-activation, from the gate values.
 
-    Returns (dc_per_dh, da_per_d): dc_per_dh (T, B, H) turns dh_t into its
-    share of dc_t; da_per_d (T, B, 4, H) turns dc_t (for i, f, g) or dh_t
-    (for o) into the gradient of each gate's pre-activation.
+    gates, out: (B, 4H). sigmoid' = s (1 - s) on i, f, o and tanh' = 1 - g^2 on g,
+    both written as (m - gates) * gates + n with m = 1, 1, 1, 0 and n = 0, 0, 0, 1.
     """
-    T, B, H = cache.tanh_c.shape
-    gates = cache.gates.reshape(T, B, 4, H)
-    i, f, o, g = gates[:, :, 0], gates[:, :, 1], gates[:, :, 2], gates[:, :, 3]
-    tanh_c = cache.tanh_c
-    dc_per_dh = o * (1 - tanh_c * tanh_c)
-    da_per_d = np.empty_like(gates)
-    da_per_d[:, :, 0] = g * i * (1 - i)
-    da_per_d[:, :, 1] = cache.c_prev * f * (1 - f)
-    da_per_d[:, :, 2] = tanh_c * o * (1 - o)
-    da_per_d[:, :, 3] = i * (1 - g * g)
-    return dc_per_dh, da_per_d
+    H = gates.shape[-1] // 4
+    sigmoid_mask, tanh_mask = _slope_rows(H, gates.dtype)
+    np.subtract(sigmoid_mask, gates, out=out)
+    out *= gates
+    out += tanh_mask
+    return out
+
+
+@lru_cache(maxsize=None)
+def _slope_rows(hidden_size: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only (4H,) rows m (1 on i, f, o; 0 on g) and n = 1 - m, for ``gate_slopes_``."""
+    sigmoid_mask = np.repeat(np.array([1, 1, 1, 0], dtype), hidden_size)
+    tanh_mask = 1 - sigmoid_mask
+    sigmoid_mask.flags.writeable = tanh_mask.flags.writeable = False
+    return sigmoid_mask, tanh_mask
 
 
 def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
@@ -133,22 +167,32 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
     """
     T, B, H = dh.shape
     D = cache.x.shape[-1]
-    forget_gate = cache.gates.reshape(T, B, 4, H)[:, :, 1]
-    dc_per_dh, da_per_d = _local_derivatives(cache)
-    da = np.empty((T, B, 4, H), dh.dtype)  # gradient of the pre-activations
-    dh_t = np.empty((B, H), dh.dtype)
-    dc_t = np.empty((B, H), dh.dtype)
-    dh_next = np.zeros((B, H), dh.dtype)  # flows from step t + 1 into h_t
-    dc_next = np.zeros((B, H), dh.dtype)  # flows from step t + 1 into c_t
+    dtype = dh.dtype
+    da = np.empty((T, B, 4 * H), dtype)  # gradient of the pre-activations
+    slopes = np.empty((B, 4 * H), dtype)  # d gate / d pre-activation at one step
+    dh_t = np.empty((B, H), dtype)
+    dc_t = np.empty((B, H), dtype)
+    dh_next = np.zeros((B, H), dtype)  # flows from step t + 1 into h_t
+    dc_next = np.zeros((B, H), dtype)  # flows from step t + 1 into c_t
     for t in reversed(range(T)):
+        gates, tanh_c = cache.gates[t], cache.tanh_c[t]
+        i, f, o, g = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
+        di, df, do, dg = da[t, :, :H], da[t, :, H: 2 * H], da[t, :, 2 * H: 3 * H], da[t, :, 3 * H:]
         np.add(dh[t], dh_next, out=dh_t)
-        np.multiply(dh_t, dc_per_dh[t], out=dc_t)
+        # dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_next
+        np.multiply(tanh_c, tanh_c, out=dc_t)
+        np.subtract(1, dc_t, out=dc_t)
+        dc_t *= o
+        dc_t *= dh_t
         dc_t += dc_next
-        np.multiply(da_per_d[t, :, 0:2], dc_t[:, None, :], out=da[t, :, 0:2])  # i, f
-        np.multiply(da_per_d[t, :, 2], dh_t, out=da[t, :, 2])  # o
-        np.multiply(da_per_d[t, :, 3], dc_t, out=da[t, :, 3])  # g
-        np.multiply(dc_t, forget_gate[t], out=dc_next)
-        np.matmul(da[t].reshape(B, 4 * H), Wh.T, out=dh_next)
+        # Gradient with respect to each gate's value, then through its nonlinearity.
+        np.multiply(dc_t, g, out=di)
+        np.multiply(dc_t, cache.c_prev[t], out=df)
+        np.multiply(dh_t, tanh_c, out=do)
+        np.multiply(dc_t, i, out=dg)
+        da[t] *= gate_slopes_(gates, slopes)
+        np.multiply(dc_t, f, out=dc_next)
+        np.matmul(da[t], Wh.T, out=dh_next)
         if cache.keep is not None:
             dc_next *= cache.keep[t]
             dh_next *= cache.keep[t]
@@ -164,9 +208,11 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
 def lstm_step(x, state, Wx, Wh, b):
     """One time step for generation: x (B, D), state (h, c) each (B, H) -> new (h, c)."""
     h_prev, c_prev = state
+    H = h_prev.shape[-1]
     a = x @ Wx
     a += h_prev @ Wh
     a += b
+    a[:, : 3 * H] *= 0.5  # as activate_ expects (exact, like halving the weights)
     h, c, tanh_c = np.empty_like(h_prev), np.empty_like(c_prev), np.empty_like(c_prev)
     activate_(a, c_prev, c, tanh_c, h)
     return h, c

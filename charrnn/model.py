@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .cells import CELLS
+from .lstm import activate_, halve_sigmoid_columns
 from .vocab import START_ID
 
 Params = dict[str, np.ndarray]
@@ -105,6 +106,17 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, scored: np.nd
     losses = np.log(sum_exp[:, 0], dtype=np.float64) - shifted[rows, targets]
     losses[~scored] = 0.0
     return losses, probs
+
+
+def embedding_gradient(tokens: np.ndarray, dx: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Sum the rows of dx (N, E) by token id (N,) into a (V, E) gradient.
+
+    As one matrix product with the one-hot matrix of the tokens, several times
+    faster than ``np.add.at`` here.
+    """
+    one_hot = np.zeros((tokens.size, vocab_size), dx.dtype)  # (N, V)
+    one_hot[np.arange(tokens.size), tokens] = 1
+    return one_hot.T @ dx
 
 
 class Model:
@@ -208,9 +220,8 @@ class Model:
             grads[prefix + "input_weight"] = dWx
             grads[prefix + "hidden_weight"] = dWh
             grads[prefix + "bias"] = db
-        dembedding = np.zeros_like(self.params["embedding"])
-        np.add.at(dembedding, inputs.ravel(), dh.reshape(T * B, -1))
-        grads["embedding"] = dembedding
+        grads["embedding"] = embedding_gradient(inputs.ravel(), dh.reshape(T * B, -1),
+                                                self.config.vocab_size)
         return float(losses.sum()) / num_scored, grads, new_state
 
     def step(self, tokens: np.ndarray, state: State):
@@ -223,3 +234,72 @@ class Model:
             layer_input = layer_state[0]
         logits = layer_input @ self.params["output.weight"] + self.params["output.bias"]
         return logits, new_state
+
+    def stepper(self):
+        """Something with this model's ``step``, made for many calls: a Stepper for an
+        LSTM, the model itself for the other cells."""
+        return Stepper(self) if self.config.cell == "lstm" else self
+
+
+class Stepper:
+    """The model laid out for generating one step at a time, faster than ``Model.step``.
+
+    The first layer's input projection is precomputed for every token,
+    embedding @ Wx0 + b0 (V, 4H), so that layer needs only its recurrent
+    product. The weights are kept transposed, (4H, D) or (V, H), for the
+    fastest matrix-vector products, with their sigmoid columns halved as
+    ``activate_`` expects. Made from the parameters as they are now: make a
+    new one after they change. Computes what ``Model.step`` does, up to float
+    rounding.
+    """
+
+    def __init__(self, model: Model):
+        p, num_layers = model.params, model.config.num_layers
+
+        def transposed(weight):
+            return np.ascontiguousarray(halve_sigmoid_columns(weight).T)
+
+        self.token_projection = halve_sigmoid_columns(
+            p["embedding"] @ p["lstm0.input_weight"] + p["lstm0.bias"])  # (V, 4H)
+        self.input_weights_t = [None] + [transposed(p[f"lstm{layer}.input_weight"])
+                                         for layer in range(1, num_layers)]  # (4H, H)
+        self.biases = [None] + [halve_sigmoid_columns(p[f"lstm{layer}.bias"])
+                                for layer in range(1, num_layers)]  # (4H,)
+        self.hidden_weights_t = [transposed(p[f"lstm{layer}.hidden_weight"])
+                                 for layer in range(num_layers)]  # (4H, H)
+        self.output_weight_t = np.ascontiguousarray(p["output.weight"].T)  # (V, H)
+        self.output_bias = p["output.bias"]
+
+    def step(self, tokens: np.ndarray, state: State):
+        """tokens: (B,) -> logits (B, V) and the new state, like ``Model.step``."""
+        new_state = []
+        for layer, (h_prev, c_prev) in enumerate(state):
+            if layer == 0:
+                a = self.token_projection[tokens]  # (B, 4H)
+            else:
+                a = times_transposed(new_state[-1][0], self.input_weights_t[layer])
+                a += self.biases[layer]
+            a += times_transposed(h_prev, self.hidden_weights_t[layer])
+            h, c, tanh_c = np.empty_like(h_prev), np.empty_like(c_prev), np.empty_like(c_prev)
+            activate_(a, c_prev, c, tanh_c, h)
+            new_state.append((h, c))
+        logits = times_transposed(new_state[-1][0], self.output_weight_t)
+        logits += self.output_bias
+        return logits, new_state
+
+
+FEW_ROWS = 4
+
+
+def times_transposed(x: np.ndarray, weight_t: np.ndarray) -> np.ndarray:
+    """x (B, K) @ weight_t.T, with weight_t (N, K) -> (B, N).
+
+    Up to FEW_ROWS rows go one at a time as matrix-vector products: OpenBLAS is
+    several times slower on a matrix product of 2 to 4 rows than on that many
+    matrix-vector products.
+    """
+    if len(x) == 1:
+        return (weight_t @ x[0])[None]
+    if len(x) <= FEW_ROWS:
+        return np.stack([weight_t @ row for row in x])
+    return x @ weight_t.T

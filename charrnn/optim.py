@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .model import Params
@@ -38,17 +40,37 @@ class Adam:
         self.first_moment = {name: np.zeros_like(p) for name, p in params.items()}
         self.second_moment = {name: np.zeros_like(p) for name, p in params.items()}
         self.step = 0
+        self._scratch_arrays: dict[tuple, np.ndarray] = {}  # by (shape, dtype)
 
     def update_(self, params: Params, grads: Params, lr: float | None = None) -> None:
         """One update of every parameter in place; ``lr`` overrides the base rate."""
         self.step += 1
         lr = self.lr if lr is None else lr
         # Fold both bias corrections into the step size.
-        step_size = lr * np.sqrt(1 - self.beta2 ** self.step) / (1 - self.beta1 ** self.step)
+        step_size = lr * math.sqrt(1 - self.beta2 ** self.step) / (1 - self.beta1 ** self.step)
         for name, param in params.items():
             grad, m, v = grads[name], self.first_moment[name], self.second_moment[name]
+            scratch = self._scratch(param)
+            # m = beta1 m + (1 - beta1) grad
             m *= self.beta1
-            m += (1 - self.beta1) * grad
+            np.multiply(grad, 1 - self.beta1, out=scratch)
+            m += scratch
+            # v = beta2 v + (1 - beta2) grad^2
             v *= self.beta2
-            v += (1 - self.beta2) * grad * grad
-            param -= step_size * m / (np.sqrt(v) + self.eps)
+            np.multiply(grad, grad, out=scratch)
+            scratch *= 1 - self.beta2
+            v += scratch
+            # param -= step_size m / (sqrt(v) + eps)
+            np.sqrt(v, out=scratch)
+            scratch += self.eps
+            np.divide(m, scratch, out=scratch)
+            scratch *= step_size
+            param -= scratch
+
+    def _scratch(self, param: np.ndarray) -> np.ndarray:
+        """A work array shaped like ``param``, reused across updates."""
+        scratch = self._scratch_arrays.get((param.shape, param.dtype))
+        if scratch is None:
+            scratch = np.empty_like(param)
+            self._scratch_arrays[(param.shape, param.dtype)] = scratch
+        return scratch

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .model import Model
+from .model import Model, Stepper
 from .vocab import END_ID, START_ID, Vocabulary
 
 
@@ -78,12 +78,17 @@ def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
 
 
 def primed_start(model: Model, vocab: Vocabulary, prime: str, batch_size: int = 1):
-    """Logits (B, V) and state after feeding <START> and the prime's known characters."""
+    """Feed <START> and the prime's known characters to ``batch_size`` rows.
+
+    Returns (stepper, logits (B, V), state): the stepper's ``step`` generates
+    from there (see ``Model.stepper``).
+    """
+    stepper = model.stepper()
     state = model.zero_state(batch_size)
-    logits, state = model.step(np.full(batch_size, START_ID), state)
+    logits, state = stepper.step(np.full(batch_size, START_ID), state)
     for token in vocab.encode(prime)[0]:
-        logits, state = model.step(np.full(batch_size, token), state)
-    return logits, state
+        logits, state = stepper.step(np.full(batch_size, token), state)
+    return stepper, logits, state
 
 
 def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1,
@@ -98,7 +103,7 @@ def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1
     is kept).
     """
     rngs = sample_rngs(seed, num_samples)
-    logits, state = primed_start(model, vocab, prime, num_samples)
+    stepper, logits, state = primed_start(model, vocab, prime, num_samples)
     longest_stop = max(map(len, stop), default=0)
     tails = [""] * num_samples  # each sample's last characters, to spot stop strings
     log_probs = np.zeros(num_samples)
@@ -126,7 +131,7 @@ def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1
             keep = ~finished
             active, tokens = active[keep], tokens[keep]
             state = [tuple(part[keep] for part in layer) for layer in state]
-        logits, state = model.step(tokens, state)
+        logits, state = stepper.step(tokens, state)
     for index in active:
         yield Piece(int(index), "", True, "length", float(log_probs[index]))
 

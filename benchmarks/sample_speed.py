@@ -1,0 +1,68 @@
+"""Sampling speed: characters per second for one stream and for 64 streams drawn together.
+
+A 2-layer, 512-unit model with random weights (speed does not depend on what
+the weights learned). The <END> bias is set very low so that every sample runs
+to its full length.
+
+    PYTHONPATH=. python benchmarks/sample_speed.py
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import time
+
+import click
+import numpy as np
+
+from charrnn.model import Model, ModelConfig, init_params
+from charrnn.sample import generate
+from charrnn.vocab import END_ID, Vocabulary
+
+
+def random_model(hidden_size: int, num_layers: int, vocab: Vocabulary) -> Model:
+    config = ModelConfig(vocab_size=vocab.size, embedding_size=64, hidden_size=hidden_size,
+                         num_layers=num_layers)
+    model = Model(config, init_params(config, np.random.default_rng(0)))
+    model.params["output.bias"][END_ID] = -1e4  # never end early
+    return model
+
+
+def chars_per_second(model: Model, vocab: Vocabulary, num_samples: int, length: int,
+                     repeats: int) -> float:
+    """Best of ``repeats`` runs of ``generate``: characters drawn per second, all samples together."""
+    best = 0.0
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        drawn = sum(len(piece.text) for piece in generate(
+            model, vocab, seed=repeat, num_samples=num_samples, length=length))
+        best = max(best, drawn / (time.perf_counter() - start))
+    return best
+
+
+@click.command()
+@click.option("--hidden-size", default=512, show_default=True)
+@click.option("--num-layers", default=2, show_default=True)
+@click.option("--length", default=3000, show_default=True, help="Characters per single stream.")
+@click.option("--batch-length", default=400, show_default=True,
+              help="Characters per sample when 64 are drawn together.")
+@click.option("--repeats", default=3, show_default=True)
+def main(hidden_size, num_layers, length, batch_length, repeats):
+    """Print sampling throughput as JSON lines and a short table."""
+    vocab = Vocabulary.from_text(string.ascii_letters + " \n!$&',-.3:;?")
+    model = random_model(hidden_size, num_layers, vocab)
+    rows = []
+    for num_samples, sample_length in ((1, length), (64, batch_length)):
+        speed = chars_per_second(model, vocab, num_samples, sample_length, repeats)
+        row = {"hidden_size": hidden_size, "num_layers": num_layers, "vocab_size": vocab.size,
+               "streams": num_samples, "chars_per_sec": round(speed)}
+        print(json.dumps(row))
+        rows.append(row)
+    print(f"\n{'streams':>8} {'chars/s':>10}")
+    for row in rows:
+        print(f"{row['streams']:>8} {row['chars_per_sec']:>10,}")
+
+
+if __name__ == "__main__":
+    main()
