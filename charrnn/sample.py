@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .model import Model, Stepper
+from .model import Model
 from .vocab import END_ID, START_ID, Vocabulary
 
 
