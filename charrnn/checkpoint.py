@@ -36,6 +36,7 @@ FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
 PARAM_PREFIX = "param/"
 METADATA_KEY = "metadata"
+PRETRAINED_NAME = "pretrained-shakespeare.npz"
 
 
 @dataclass
@@ -46,6 +47,23 @@ class Checkpoint:
     vocab: Vocabulary
     training: dict | None = None  # JSON-able training state, None if not resumable
     training_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def pretrained_model() -> str:
+    """Path of the small Shakespeare model that ships with charrnn.
+
+    ``charrnn/pretrained`` is a link to the repository's ``checkpoints/``
+    folder; an installed package holds a copy of the shipped model.
+    """
+    return str(Path(__file__).parent / "pretrained" / PRETRAINED_NAME)
+
+
+def for_sampling(checkpoint: Checkpoint) -> Checkpoint:
+    """The checkpoint without its optimizer moments and carried state: about a third of the
+    size, with the training history kept for ``info``, but no longer resumable."""
+    training = None if checkpoint.training is None else {**checkpoint.training,
+                                                          "resumable": False}
+    return Checkpoint(checkpoint.model, checkpoint.vocab, training)
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:

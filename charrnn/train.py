@@ -333,6 +333,9 @@ def settings_from_checkpoint(checkpoint: Checkpoint, overrides: dict) -> TrainSe
     """The checkpoint's training settings with the ones the user gave replacing them."""
     if checkpoint.training is None:
         raise CharrnnError("the checkpoint holds no training state and cannot be resumed")
+    if not checkpoint.training.get("resumable", True):
+        raise CharrnnError("the checkpoint was exported for sampling, without its optimizer "
+                           "state, and cannot be resumed")
     saved = TrainSettings(**checkpoint.training["settings"])
     known = {f.name for f in fields(TrainSettings)}
     return replace(saved, **{k: v for k, v in overrides.items() if k in known})

@@ -319,3 +319,19 @@ def test_eval_per_char_breaks_the_loss_down(tiny_checkpoint, tiny_text_file):
     assert hardness == sorted(hardness, reverse=True)
     table = run("eval", tiny_checkpoint, tiny_text_file, "--per-char")
     assert "loss by character class" in table.stdout and "hardest characters" in table.stdout
+
+
+def test_export_slims_a_checkpoint_for_sampling(tmp_path, tiny_checkpoint, tiny_text_file):
+    slim = tmp_path / "slim.npz"
+    result = run("export", tiny_checkpoint, slim)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert slim.stat().st_size < tiny_checkpoint.stat().st_size / 2
+    original, exported = load_checkpoint(tiny_checkpoint), load_checkpoint(slim)
+    for name, value in original.model.params.items():
+        np.testing.assert_array_equal(exported.model.params[name], value)
+    assert exported.training_arrays == {}
+    assert run("sample", slim, "--seed", 3).stdout == run("sample", tiny_checkpoint,
+                                                          "--seed", 3).stdout
+    assert "40 steps" in run("info", slim).stdout
+    refused = run("train", tiny_text_file, "--resume", slim, "--out", tmp_path / "x.npz")
+    assert refused.exit_code == 1 and "exported for sampling" in refused.stderr

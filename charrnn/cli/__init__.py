@@ -1,4 +1,4 @@
-"""The ``charrnn`` command line: train, sample, eval and info.
+"""The ``charrnn`` command line: train, sample, eval, info and export.
 
 A thin layer: it parses options, calls the library and reports. Generated
 text (or JSON) goes to stdout; progress and diagnostics go to stderr. Every
@@ -13,7 +13,7 @@ import click
 
 from .. import __version__
 from ..errors import CharrnnError
-from .inspect import evaluate, info
+from .inspect import evaluate, export, info
 from .sample import sample
 from .train import train
 
@@ -58,7 +58,7 @@ def cli():
     """
 
 
-for command in (train, sample, evaluate, info):
+for command in (train, sample, evaluate, info, export):
     cli.add_command(command)
 
 

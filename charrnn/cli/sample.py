@@ -8,14 +8,15 @@ import click
 import numpy as np
 
 from ..beam import beam_search
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, pretrained_model
 from ..corpus import read_text
 from ..sample import OrderedWriter, generate
 from .output import StdoutText, encoding_option, parse_escapes, quiet_broken_pipe
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path(dir_okay=False), required=False,
+                metavar="[CHECKPOINT]")
 @click.option("--length", "-n", type=click.IntRange(min=0), default=500,
               help="Most characters to generate per sample (a sample also stops at <END>).")
 @click.option("--temperature", "-t", type=click.FloatRange(min=0), default=0.8,
@@ -48,7 +49,8 @@ def sample(checkpoint, length, temperature, top_k, top_p, stop, prime, prime_fil
            seed, num_samples, beam_width, as_json):
     """Generate text from a trained model, streamed to standard output.
 
-    Each sample starts from <START> followed by the prime, and ends when the
+    With no CHECKPOINT, samples from the small Shakespeare model that ships
+    with charrnn. Each sample starts from <START> followed by the prime, and ends when the
     model produces <END> or after --length characters; a newline follows
     every sample.
     """
@@ -58,7 +60,7 @@ def sample(checkpoint, length, temperature, top_k, top_p, stop, prime, prime_fil
         raise click.UsageError("give --prime or --prime-file, not both")
     if beam_width is not None and num_samples > 1:
         raise click.UsageError("--beam-width gives one text: leave out --num-samples")
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint or pretrained_model())
     prime = read_prime(loaded.vocab, prime, prime_file, encoding)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
