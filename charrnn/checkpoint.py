@@ -86,20 +86,48 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write`` on a temporary file in the folder of ``path``, fsync it and rename it to
-    ``path``: a crash never leaves a half-written file there."""
+    ``path``: a crash never leaves a half-written file there. The file gets the usual
+    permissions (0666 less the umask). A folder or file that cannot be written is a
+    CharrnnError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                                 suffix=".tmp")
+    except OSError as error:
+        raise CharrnnError(f"cannot write {path}: {error.strerror}") from None
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise CharrnnError(f"cannot write {path}: {error.strerror}") from None
         raise
     _fsync_directory(path.parent)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, not after hours of training, if ``path`` cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise CharrnnError(f"cannot write {path}: it is a directory")
+    probe = path.with_name(f".{path.name}.probe")
+    try:
+        write_atomically(probe, lambda file: None)
+    except CharrnnError:
+        raise CharrnnError(f"cannot write {path}") from None
+    probe.unlink()
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -118,17 +146,18 @@ def _fsync_directory(directory: Path) -> None:
 
 def _read_arrays(path: str) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+        with open(path, "rb") as file:
+            if not zipfile.is_zipfile(file):
+                raise CharrnnError(f"{path}: not a charrnn checkpoint (not an .npz archive, or cut short)")
+            file.seek(0)
+            with np.load(file, allow_pickle=False) as npz:
+                return {name: npz[name] for name in npz.files}
     except FileNotFoundError:
         raise CharrnnError(f"{path}: no such checkpoint") from None
     except IsADirectoryError:
         raise CharrnnError(f"{path}: is a directory, not a checkpoint") from None
     except PermissionError:
         raise CharrnnError(f"{path}: permission denied") from None
-    except AttributeError:
-        # np.load returns a bare array, not an archive, for a .npy file.
-        raise CharrnnError(f"{path}: not a charrnn checkpoint (a single array)") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
         reason = "holds pickled objects" if "pickle" in str(error) else "unreadable or truncated"
         raise CharrnnError(f"{path}: not a charrnn checkpoint ({reason})") from None

@@ -91,13 +91,18 @@ def _decode_chunk(decoder: codecs.IncrementalDecoder, chunk: bytes, offset: int,
         raise CharrnnError(
             f"{name}: not valid {error.encoding} at byte {offset - num_held + error.start} "
             f"(use --encoding to name the file's encoding, or --errors replace)") from None
+    except UnicodeError as error:  # e.g. UTF-16 without a byte-order mark
+        raise CharrnnError(f"{name}: cannot be decoded ({error})") from None
 
 
 def _decoded_chunks(chunks: Iterable[bytes], name: str, encoding: str, errors: str) -> Iterator[str]:
     try:
-        decoder = codecs.getincrementaldecoder(encoding)(errors)
+        codec = codecs.lookup(encoding)
     except LookupError:
         raise CharrnnError(f"unknown encoding {encoding!r}") from None
+    if not codec._is_text_encoding:  # such as rot13 or base64: not bytes to text
+        raise CharrnnError(f"{encoding!r} is not a text encoding")
+    decoder = codec.incrementaldecoder(errors)
     offset = 0
     for chunk in chunks:
         yield _decode_chunk(decoder, chunk, offset, name)

@@ -6,6 +6,7 @@ import math
 import unicodedata
 
 from .checkpoint import Checkpoint
+from .errors import CharrnnError
 
 PLOT_WIDTH = 60
 PLOT_HEIGHT = 12
@@ -31,15 +32,20 @@ def summary(checkpoint: Checkpoint) -> dict:
     }
     training = checkpoint.training
     if training:
-        result["training"] = {
-            "steps": training["position"]["step"],
-            "epochs": training["history"][-1]["epoch"] if training["history"] else 0.0,
-            "seconds": round(training["elapsed"], 1),
-            "best_val_loss": training["best_val_loss"],
-            "corpus_sha256": training["corpus"]["checksum"],
-            "corpus_characters": training["corpus"]["characters"],
-            "settings": training["settings"],
-        }
+        try:
+            result["training"] = {
+                "steps": training["position"]["step"],
+                "epochs": training["history"][-1]["epoch"] if training["history"] else 0.0,
+                "seconds": round(training["elapsed"], 1),
+                "best_val_loss": training["best_val_loss"],
+                "corpus_sha256": training["corpus"]["checksum"],
+                "corpus_characters": training["corpus"]["characters"],
+                "window": training["window"],  # the batch size and steps actually used
+                "resumable": training.get("resumable", True),
+                "settings": training["settings"],
+            }
+        except (KeyError, TypeError, IndexError) as error:
+            raise CharrnnError(f"damaged checkpoint training metadata ({error})") from None
     return result
 
 

@@ -65,9 +65,16 @@ def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
     its cumulative sum at ``uniforms`` (N,). <START> is never drawn."""
     logits = logits.astype(np.float64)
     logits[:, START_ID] = -np.inf
+    greedy = logits.argmax(axis=1)
     if temperature == 0:
-        return logits.argmax(axis=1)
-    scaled = restrict_(logits / temperature, top_k, top_p)
+        return greedy
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = logits / temperature  # all 0 at an infinite temperature: uniform
+    scaled[:, START_ID] = -np.inf
+    overflowed = ~np.isfinite(scaled.max(axis=1))  # a temperature so small it is 0
+    scaled[overflowed] = np.where(np.arange(scaled.shape[1]) == greedy[overflowed, None],
+                                  0.0, -np.inf)
+    scaled = restrict_(scaled, top_k, top_p)
     scaled -= scaled.max(axis=1, keepdims=True)
     cumulative = np.cumsum(np.exp(scaled), axis=1)
     thresholds = uniforms[:, None] * cumulative[:, -1:]

@@ -53,6 +53,7 @@ class TrainSettings:
 
 
 DEFAULT_MAX_EPOCHS = 5  # how long to train when no limit is given
+STOP_LIMITS = ("max_steps", "max_epochs", "max_time")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 VALIDATION_LIMIT = 1_000_000  # held-out tokens scored at each evaluation
 MIN_LR_RATIO = 0.1  # cosine decays to this fraction of --lr
@@ -81,7 +82,7 @@ class TrainEvent:
     kind: str
     step: int
     epoch: float  # epochs done, fractional
-    train_loss: float  # mean over the steps since the last report of this kind
+    train_loss: float  # mean over the steps since the last evaluation
     val_loss: float | None  # nats per character, when just evaluated
     chars_per_sec: float  # training throughput of this run
     elapsed: float  # seconds of this run
@@ -110,7 +111,8 @@ class Trainer:
     lr_scale: float = 1.0  # lowered by the plateau schedule
 
     def __post_init__(self):
-        self.seq_length_range = parse_seq_length_schedule(self.settings)
+        self.seq_length_range = parse_seq_length_schedule(self.settings.seq_length_schedule,
+                                                          self.settings.seq_length)
         batch_size, seq_length = fit_window(len(self.corpus.train_tokens),
                                             self.settings.batch_size, max(self.seq_length_range))
         self.windows = Windows(self.corpus.train_tokens, batch_size, seq_length)
@@ -118,8 +120,12 @@ class Trainer:
             self.state = self.model.zero_state(batch_size)
         expected = (batch_size, self.model.config.hidden_size)
         if any(array.shape != expected for layer in self.state for array in layer):
-            raise ValueError(f"the carried state does not have the shape {expected}")
+            raise CharrnnError(f"the checkpoint's carried state does not have the shape "
+                               f"{expected}")
         self.run_start = time.monotonic()
+        self.last_lr = self.settings.lr  # the rate of the latest update
+        self.losses: list[float] = []  # of the steps since the last evaluation
+        self.chars_this_run = 0
 
     # -- limits --------------------------------------------------------------
 
@@ -130,30 +136,31 @@ class Trainer:
         """Seconds since this run started."""
         return time.monotonic() - self.run_start
 
-    def _fractions_done(self) -> list[float]:
-        """Progress towards each limit that is set."""
+    def _limit_fractions(self) -> dict[str, float]:
+        """Progress towards each limit that is set: "steps", "epochs", "time"."""
         s = self.settings
-        fractions = []
-        if s.max_steps is not None:
-            fractions.append(self.position.step / s.max_steps if s.max_steps else 1.0)
-        if s.max_epochs is not None:
-            fractions.append(self.epochs_done() / s.max_epochs if s.max_epochs else 1.0)
-        if s.max_time is not None:
-            fractions.append(self.run_elapsed() / s.max_time if s.max_time else 1.0)
-        return fractions
+        limits = {"steps": (s.max_steps, self.position.step),
+                  "epochs": (s.max_epochs, self.epochs_done()),
+                  "time": (s.max_time, self.run_elapsed())}
+        return {name: done / limit if limit else 1.0
+                for name, (limit, done) in limits.items() if limit is not None}
+
+    def fraction_done(self) -> float | None:
+        """Progress towards the nearest limit, None without limits."""
+        fractions = self._limit_fractions()
+        return min(1.0, max(fractions.values())) if fractions else None
+
+    def limit_reached(self) -> bool:
+        """Whether training should stop (as it must, with no limit at all)."""
+        fraction = self.fraction_done()
+        return fraction is None or fraction >= 1.0
 
     def _schedule_progress(self) -> float:
-        """How far along the planned run is, for the cosine schedule: by the step or epoch
+        """How far along the planned run is, for the schedules: by the step or epoch
         limit, or by the time limit when there is no other."""
-        s = self.settings
-        fractions = []
-        if s.max_steps:
-            fractions.append(self.position.step / s.max_steps)
-        if s.max_epochs:
-            fractions.append(self.epochs_done() / s.max_epochs)
-        if not fractions and s.max_time:
-            fractions.append(self.run_elapsed() / s.max_time)
-        return min(1.0, max(fractions, default=0.0))
+        fractions = self._limit_fractions()
+        planned = [fractions[name] for name in ("steps", "epochs") if name in fractions]
+        return min(1.0, max(planned or [fractions.get("time", 0.0)]))
 
     # -- one step ------------------------------------------------------------
 
@@ -174,7 +181,6 @@ class Trainer:
             lr *= self.lr_scale
         return lr
 
-
     def train_step(self) -> float:
         """One update on the next window; returns its loss (nats per character)."""
         seq_length = self.seq_length()
@@ -183,10 +189,9 @@ class Trainer:
             inputs, targets, self.state, self.settings.dropout, self.rng)
         grad_norm = clip_by_global_norm_(grads, self.settings.clip)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            raise TrainingDiverged(
-                f"training diverged at step {self.position.step + 1} (loss {loss}, gradient "
-                f"norm {grad_norm}); the last checkpoint is kept; try a lower --lr or --clip")
-        self.optimizer.update_(self.model.params, grads, self.learning_rate())
+            raise self._diverged(f"loss {loss}, gradient norm {grad_norm}")
+        self.last_lr = self.learning_rate()
+        self.optimizer.update_(self.model.params, grads, self.last_lr)
         self.position.step += 1
         self.position.offset += seq_length
         if self.position.offset + self.seq_length() > self.windows.stream_length:
@@ -195,6 +200,12 @@ class Trainer:
             state = self.model.zero_state(self.windows.batch_size)
         self.state = state
         return loss
+
+    def _diverged(self, reason: str) -> TrainingDiverged:
+        kept = (f"{self.out} keeps the last good weights" if self.out.exists()
+                else "no checkpoint was saved")
+        return TrainingDiverged(f"training diverged at step {self.position.step} ({reason}); "
+                                f"{kept}; try a lower --lr or --clip")
 
     def validate(self) -> float | None:
         """Validation loss in nats per character, or None without validation data.
@@ -215,55 +226,57 @@ class Trainer:
         at the end. Returns why it stopped: "limit", "no improvement" (--patience) or
         "interrupted"."""
         self.run_start = time.monotonic()
-        chars_this_run = 0
-        losses: list[float] = []  # since the last evaluation
-
-        def event(kind, val_loss=None, checkpoint=None):
-            elapsed = self.run_elapsed()
-            fractions = self._fractions_done()
-            return TrainEvent(
-                kind=kind, step=self.position.step, epoch=self.epochs_done(),
-                train_loss=float(np.mean(losses)) if losses else math.nan, val_loss=val_loss,
-                chars_per_sec=chars_this_run / max(elapsed, 1e-9),
-                elapsed=elapsed, fraction_done=min(1.0, max(fractions)) if fractions else None,
-                checkpoint=checkpoint)
-
-        def evaluate_and_save(kind):
-            val_loss = self.validate()
-            report = event(kind, val_loss, str(self.out))
-            self.history.append({"step": self.position.step, "epoch": report.epoch,
-                                 "elapsed": self.elapsed_before + report.elapsed,
-                                 "train_loss": report.train_loss, "val_loss": val_loss,
-                                 "lr": self.learning_rate()})
-            improved = self._record_validation(val_loss)
-            self.save()
-            if improved and self.settings.keep_best:
-                self.save(self.best_path)
-            losses.clear()
-            return report
-
+        self.chars_this_run = 0
+        self.losses.clear()
         outcome = "limit"
-        while max(self._fractions_done(), default=1.0) < 1.0:
-            chars_this_run += self.windows.batch_size * self.seq_length()
-            losses.append(self.train_step())
-            on_event(event("step"))
-            step = self.position.step
-            if stop_requested():
-                self.save()
-                on_event(event("end", checkpoint=str(self.out)))
-                return "interrupted"
-            if step % self.settings.eval_every == 0:
-                on_event(evaluate_and_save("eval"))
-                if self.settings.patience and self.evals_since_best >= self.settings.patience:
-                    outcome = "no improvement"
-                    break
-            elif self.settings.save_every and step % self.settings.save_every == 0:
-                self.save()
-        if self.history and self.history[-1]["step"] == self.position.step:
-            on_event(event("end", self.history[-1]["val_loss"], str(self.out)))
-        else:
-            on_event(evaluate_and_save("end"))
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is caught, not warned
+            while not self.limit_reached():
+                self.chars_this_run += self.windows.batch_size * self.seq_length()
+                self.losses.append(self.train_step())
+                on_event(self._event("step"))
+                step = self.position.step
+                if stop_requested():
+                    self.save()
+                    on_event(self._event("end", checkpoint=str(self.out)))
+                    return "interrupted"
+                if step % self.settings.eval_every == 0:
+                    on_event(self._evaluate_and_save("eval"))
+                    if self.settings.patience and self.evals_since_best >= self.settings.patience:
+                        outcome = "no improvement"
+                        break
+                elif self.settings.save_every and step % self.settings.save_every == 0:
+                    self.save()
+            if self.history and self.history[-1]["step"] == self.position.step:
+                on_event(self._event("end", self.history[-1]["val_loss"], str(self.out)))
+            else:
+                on_event(self._evaluate_and_save("end"))
         return outcome
+
+    def _event(self, kind: str, val_loss: float | None = None,
+               checkpoint: str | None = None) -> TrainEvent:
+        elapsed = self.run_elapsed()
+        return TrainEvent(
+            kind=kind, step=self.position.step, epoch=self.epochs_done(),
+            train_loss=float(np.mean(self.losses)) if self.losses else math.nan,
+            val_loss=val_loss, chars_per_sec=self.chars_this_run / max(elapsed, 1e-9),
+            elapsed=elapsed, fraction_done=self.fraction_done(), checkpoint=checkpoint)
+
+    def _evaluate_and_save(self, kind: str) -> TrainEvent:
+        """Validate, record it in the history, save (and keep the best); the report."""
+        val_loss = self.validate()
+        if val_loss is not None and not math.isfinite(val_loss):
+            raise self._diverged(f"validation loss {val_loss}")
+        report = self._event(kind, val_loss, str(self.out))
+        self.history.append({"step": self.position.step, "epoch": report.epoch,
+                             "elapsed": self.elapsed_before + report.elapsed,
+                             "train_loss": report.train_loss, "val_loss": val_loss,
+                             "lr": self.last_lr})
+        improved = self._record_validation(val_loss)
+        self.save()
+        if improved and self.settings.keep_best:
+            self.save(self.best_path)
+        self.losses.clear()
+        return report
 
     def _record_validation(self, val_loss: float | None) -> bool:
         """Track the best validation loss and the plateau; returns whether it improved."""
@@ -285,8 +298,11 @@ class Trainer:
         return self.out.with_name(f"{self.out.stem}.best{self.out.suffix}")
 
     def save(self, path: Path | None = None) -> None:
-        """Write a resumable checkpoint to ``path`` (default: the output path)."""
+        """Write a resumable checkpoint to ``path`` (default: the output path), unless the
+        weights are no longer finite."""
         params = self.model.params
+        if not all(np.isfinite(param).all() for param in params.values()):
+            raise self._diverged("the weights are no longer finite")
         arrays = {f"adam_m/{name}": self.optimizer.first_moment[name] for name in params}
         arrays.update({f"adam_v/{name}": self.optimizer.second_moment[name] for name in params})
         for layer, layer_state in enumerate(self.state):
@@ -295,6 +311,8 @@ class Trainer:
         training = {
             "settings": asdict(self.settings),
             "position": asdict(self.position),
+            "window": {"batch_size": self.windows.batch_size,
+                       "seq_length": self.windows.seq_length},
             "elapsed": self.elapsed_before + self.run_elapsed(),
             "history": self.history,
             "best_val_loss": self.best_val_loss,
@@ -308,17 +326,17 @@ class Trainer:
                         Checkpoint(self.model, self.corpus.vocab, training, arrays))
 
 
-def parse_seq_length_schedule(settings: TrainSettings) -> tuple[int, int]:
-    """The (start, end) window lengths: from the schedule "START:END", or both seq_length."""
-    if settings.seq_length_schedule is None:
-        return settings.seq_length, settings.seq_length
+def parse_seq_length_schedule(schedule: str | None, seq_length: int) -> tuple[int, int]:
+    """The (start, end) window lengths: from a schedule "START:END", or both ``seq_length``."""
+    if schedule is None:
+        return seq_length, seq_length
     try:
-        start, end = (int(part) for part in settings.seq_length_schedule.split(":"))
+        start, end = (int(part) for part in schedule.split(":"))
     except ValueError:
         start = end = 0
-    if start < 1 or end < 1:
-        raise CharrnnError(f"--seq-length-schedule takes START:END, two whole numbers of steps, "
-                           f"not {settings.seq_length_schedule!r}")
+    if not 1 <= start <= end:
+        raise CharrnnError(f"--seq-length-schedule takes START:END, whole numbers of steps with "
+                           f"1 <= START <= END, not {schedule!r}")
     return start, end
 
 
@@ -329,14 +347,30 @@ def new_trainer(corpus: Corpus, config: ModelConfig, settings: TrainSettings, ou
     return Trainer(model, corpus, settings, out, Adam(model.params, settings.lr), rng)
 
 
+def training_settings(checkpoint: Checkpoint) -> TrainSettings:
+    """The settings a checkpoint was trained with (the defaults if it holds none)."""
+    saved = (checkpoint.training or {}).get("settings", {})
+    try:
+        return TrainSettings(**saved)
+    except TypeError:
+        raise CharrnnError("the checkpoint's training settings are damaged or from a newer "
+                           "charrnn") from None
+
+
 def settings_from_checkpoint(checkpoint: Checkpoint, overrides: dict) -> TrainSettings:
-    """The checkpoint's training settings with the ones the user gave replacing them."""
+    """The checkpoint's training settings with the ones the user gave replacing them.
+
+    A stop limit given replaces all the saved ones: ``--max-steps 20`` on a run
+    saved with ``--max-epochs 5`` trains to step 20 whatever the epochs.
+    """
     if checkpoint.training is None:
         raise CharrnnError("the checkpoint holds no training state and cannot be resumed")
     if not checkpoint.training.get("resumable", True):
         raise CharrnnError("the checkpoint was exported for sampling, without its optimizer "
                            "state, and cannot be resumed")
-    saved = TrainSettings(**checkpoint.training["settings"])
+    saved = training_settings(checkpoint)
+    if any(name in overrides for name in STOP_LIMITS):
+        saved = replace(saved, **{name: None for name in STOP_LIMITS})
     known = {f.name for f in fields(TrainSettings)}
     return replace(saved, **{k: v for k, v in overrides.items() if k in known})
 
@@ -360,7 +394,7 @@ def resume_trainer(checkpoint: Checkpoint, corpus: Corpus, settings: TrainSettin
         rng = np.random.default_rng()
         rng.bit_generator.state = training["rng"]
         position = Position(**training["position"])
-        saved_settings = TrainSettings(**training["settings"])
+        saved_settings = training_settings(checkpoint)
         same_data = (training["corpus"]["checksum"] == corpus.checksum and all(
             getattr(saved_settings, name) == getattr(settings, name) for name in LAYOUT_SETTINGS))
         state = None

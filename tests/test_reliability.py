@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from charrnn.checkpoint import load_checkpoint
 from charrnn.corpus import build_corpus
 from charrnn.model import ModelConfig
 from charrnn.sample import generate
-from charrnn.train import TrainSettings, new_trainer
+from charrnn.train import TrainingDiverged, TrainSettings, new_trainer, settings_from_checkpoint
 
 from conftest import TINY_TEXT
 
@@ -111,3 +112,30 @@ def test_sigkill_while_saving_never_leaves_a_broken_checkpoint(tmp_path, tiny_te
         process.communicate()
         steps_seen.append(load_checkpoint(out).training["position"]["step"])
     assert steps_seen == sorted(steps_seen) and steps_seen[-1] > steps_seen[0]
+
+
+def test_weights_that_stop_being_finite_are_never_saved(tmp_path):
+    out = tmp_path / "m.npz"
+    tiny_trainer(out, max_steps=4, eval_every=2).run()
+    good = load_checkpoint(out).model.params["output.weight"].copy()
+    trainer = tiny_trainer(out, max_steps=4, eval_every=2, lr=1e300)
+    with pytest.raises(TrainingDiverged, match=f"{out} keeps the last good weights"):
+        trainer.run()
+    np.testing.assert_array_equal(load_checkpoint(out).model.params["output.weight"], good)
+
+
+def test_a_stop_limit_given_on_resume_replaces_the_saved_ones(tmp_path):
+    out = tmp_path / "m.npz"
+    tiny_trainer(out, max_epochs=1, eval_every=1000).run()
+    checkpoint = load_checkpoint(out)
+    settings = settings_from_checkpoint(checkpoint, {"max_steps": 50})
+    assert settings.max_steps == 50 and settings.max_epochs is None
+    assert settings_from_checkpoint(checkpoint, {"lr": 1e-3}).max_epochs == 1
+
+
+def test_checkpoints_get_the_usual_permissions(tmp_path):
+    out = tmp_path / "m.npz"
+    tiny_trainer(out, max_steps=1).run()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask

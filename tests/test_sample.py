@@ -111,3 +111,13 @@ def test_log_prob_is_the_models_probability_of_the_sample(tiny_checkpoint):
         expected += log_softmax(logits)[0, token]
         logits, state = stepper.step(np.array([token]), state)
     assert pieces[-1].log_prob == pytest.approx(expected, rel=1e-9)
+
+
+def test_extreme_temperatures_stay_well_defined():
+    logits = np.log(np.array([[1e-9, 0.2, 0.5, 0.3]]))
+    rng = np.random.default_rng(0)
+    tiny = draw(np.repeat(logits, 100, axis=0), rng.random(100), 1e-320)
+    assert set(tiny.tolist()) == {2}  # as good as 0: the likeliest
+    hot = draw(np.repeat(logits, 3000, axis=0), rng.random(3000), float("inf"))
+    assert set(hot.tolist()) == {1, 2, 3}  # uniform, and never <START>
+    assert abs(np.mean(hot == 1) - 1 / 3) < 0.05

@@ -13,7 +13,8 @@ import click
 
 from .. import __version__
 from ..errors import CharrnnError
-from .inspect import evaluate, export, info
+from .output import quiet_broken_pipe
+from .checkpoints import evaluate, export, info
 from .sample import sample
 from .train import train
 
@@ -30,6 +31,9 @@ class CharrnnGroup(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
             status = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as error:  # plain `charrnn`
+            click.echo(error.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as error:
             hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
             error_line(error.format_message() + hint)
@@ -43,6 +47,13 @@ class CharrnnGroup(click.Group):
         except click.Abort:
             sys.exit(130)
         sys.exit(status if isinstance(status, int) else 0)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (`... | head`): that is fine
+            quiet_broken_pipe()
+            return 0
 
 
 @click.group(cls=CharrnnGroup, context_settings={"help_option_names": ["-h", "--help"],

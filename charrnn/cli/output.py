@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
 import click
+
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses NaN and the infinities."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
 
 encoding_option = click.option("--encoding", default="utf-8", help="Encoding of the input text.")
 errors_option = click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]),

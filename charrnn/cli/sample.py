@@ -11,7 +11,8 @@ from ..beam import beam_search
 from ..checkpoint import load_checkpoint, pretrained_model
 from ..corpus import read_text
 from ..sample import OrderedWriter, generate
-from .output import StdoutText, encoding_option, parse_escapes, quiet_broken_pipe
+from .output import (FiniteFloatRange, StdoutText, encoding_option, errors_option,
+                     parse_escapes)
 
 
 @click.command()
@@ -19,12 +20,12 @@ from .output import StdoutText, encoding_option, parse_escapes, quiet_broken_pip
                 metavar="[CHECKPOINT]")
 @click.option("--length", "-n", type=click.IntRange(min=0), default=500,
               help="Most characters to generate per sample (a sample also stops at <END>).")
-@click.option("--temperature", "-t", type=click.FloatRange(min=0), default=0.8,
+@click.option("--temperature", "-t", type=FiniteFloatRange(min=0), default=0.8,
               help="Sharpness of the draw: lower is safer, higher is wilder, 0 always takes "
                    "the likeliest character.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Draw only from the k likeliest characters.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--top-p", type=FiniteFloatRange(0, 1, min_open=True), default=None,
               help="Draw only from the likeliest characters whose probabilities add up to p "
                    "(nucleus sampling).")
 @click.option("--stop", multiple=True,
@@ -35,6 +36,7 @@ from .output import StdoutText, encoding_option, parse_escapes, quiet_broken_pip
 @click.option("--prime-file", type=click.Path(dir_okay=False),
               help="Read the text to start from from this file.")
 @encoding_option
+@errors_option
 @click.option("--seed", type=int, default=None, help="Seed for the draws  [default: random]",
               show_default=False)
 @click.option("--num-samples", "-k", type=click.IntRange(min=1), default=1,
@@ -46,51 +48,45 @@ from .output import StdoutText, encoding_option, parse_escapes, quiet_broken_pip
               help="Print one JSON object per sample (text, log-probability, why it stopped) "
                    "instead of streaming text.")
 def sample(checkpoint, length, temperature, top_k, top_p, stop, prime, prime_file, encoding,
-           seed, num_samples, beam_width, as_json):
+           errors, seed, num_samples, beam_width, as_json):
     """Generate text from a trained model, streamed to standard output.
 
     With no CHECKPOINT, samples from the small Shakespeare model that ships
-    with charrnn. Each sample starts from <START> followed by the prime, and ends when the
-    model produces <END> or after --length characters; a newline follows
-    every sample.
+    with charrnn. Each sample starts from <START> followed by the prime, and
+    ends when the model produces <END> or after --length characters; a
+    newline follows every sample.
     """
-    if np.isnan(temperature):
-        raise click.BadParameter("must be a number", param_hint="'--temperature'")
     if prime_file is not None and prime:
         raise click.UsageError("give --prime or --prime-file, not both")
     if beam_width is not None and num_samples > 1:
         raise click.UsageError("--beam-width gives one text: leave out --num-samples")
     loaded = load_checkpoint(checkpoint or pretrained_model())
-    prime = read_prime(loaded.vocab, prime, prime_file, encoding)
+    prime = read_prime(loaded.vocab, prime, prime_file, encoding, errors)
+    if beam_width is not None:
+        best = beam_search(loaded.model, loaded.vocab, width=beam_width, length=length,
+                           prime=prime)
+        write_results([{"index": 0, "seed": None, "prime": prime,
+                        "text": loaded.vocab.decode(best.tokens), "log_prob": best.log_prob,
+                        "stop_reason": "end" if best.ended else "length"}], as_json)
+        return
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
-    stop = tuple(parse_escapes(text) for text in stop if text)
-    try:
-        if beam_width is not None:
-            best = beam_search(loaded.model, loaded.vocab, width=beam_width, length=length,
-                               prime=prime)
-            text = loaded.vocab.decode(best.tokens)
-            write_results([{"index": 0, "prime": prime, "text": text, "log_prob": best.log_prob,
-                            "stop_reason": "end" if best.ended else "length"}], as_json)
-            return
-        pieces = generate(loaded.model, loaded.vocab, seed=seed, num_samples=num_samples,
-                          length=length, temperature=temperature, top_k=top_k, top_p=top_p,
-                          prime=prime, stop=stop)
-        if as_json:
-            write_results(collect_samples(pieces, num_samples, prime, seed), as_json=True)
-            return
-        writer = OrderedWriter(StdoutText(), num_samples, prefix=prime)
-        for piece in pieces:
-            writer.feed(piece)
-    except BrokenPipeError:
-        quiet_broken_pipe()
+    pieces = generate(loaded.model, loaded.vocab, seed=seed, num_samples=num_samples,
+                      length=length, temperature=temperature, top_k=top_k, top_p=top_p,
+                      prime=prime, stop=tuple(parse_escapes(text) for text in stop if text))
+    if as_json:
+        write_results(collect_samples(pieces, num_samples, prime, seed), as_json=True)
+        return
+    writer = OrderedWriter(StdoutText(), num_samples, prefix=prime)
+    for piece in pieces:
+        writer.feed(piece)
 
 
-def read_prime(vocab, prime: str, prime_file: str | None, encoding: str) -> str:
+def read_prime(vocab, prime: str, prime_file: str | None, encoding: str, errors: str) -> str:
     """The prime text from --prime, standard input or --prime-file, with a note on stderr
     naming the characters the model does not know."""
     if prime_file is not None or prime == "-":
-        prime = read_text(prime_file or "-", encoding)
+        prime = read_text(prime_file or "-", encoding, errors)
     unknown = vocab.unknown(prime)
     if unknown:
         click.echo(f"note: the prime's characters {''.join(unknown)!r} are not in the model's "

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import signal
 import sys
+from dataclasses import fields, replace
 from pathlib import Path
 
 import click
 
 from ..cache import default_cache_dir
 from ..cells import CELLS
-from ..checkpoint import load_checkpoint
+from ..checkpoint import check_writable, load_checkpoint
 from ..corpus import default_corpus, load_corpus
 from ..errors import CharrnnError
 from ..model import ModelConfig
-from ..train import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, TrainSettings, new_trainer, resume_trainer,
-                     settings_from_checkpoint)
-from .output import encoding_option, errors_option, parse_escapes
+from ..train import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, STOP_LIMITS, TrainSettings, new_trainer,
+                     parse_seq_length_schedule, resume_trainer, settings_from_checkpoint)
+from .output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
 
 ARCHITECTURE_OPTIONS = ("cell", "hidden_size", "num_layers", "embedding_size")
-TRAINING_OPTIONS = ("seq_length", "seq_length_schedule", "batch_size", "lr", "lr_schedule", "warmup_steps", "clip",
-                    "dropout", "max_steps", "max_epochs",
-                    "max_time", "val_fraction", "eval_every", "save_every", "keep_best", "patience", "seed",
-                    "records", "delimiter")
-STOP_LIMITS = ("max_steps", "max_epochs", "max_time")
+TRAINING_OPTIONS = tuple(setting.name for setting in fields(TrainSettings))
 
 
 def default_checkpoint_path(source: str) -> Path:
@@ -50,12 +47,22 @@ class StopOnSignal:
 
     def _handle(self, number, frame) -> None:
         if self.received is not None:
+            self.received = number
             raise KeyboardInterrupt
         self.received = number
         click.echo("\nstopping after this step (press Ctrl-C again to quit at once)", err=True)
 
     def requested(self) -> bool:
         return self.received is not None
+
+
+def check_schedule(schedule: str | None) -> str | None:
+    try:
+        parse_seq_length_schedule(schedule, 1)
+    except CharrnnError:
+        raise click.BadParameter(f"{schedule!r} is not START:END, whole numbers of steps with "
+                                 "1 <= START <= END") from None
+    return schedule
 
 
 def explicit_options(ctx: click.Context, names) -> dict:
@@ -84,10 +91,11 @@ def check_architecture(checkpoint, given: dict) -> None:
 @click.option("--records", is_flag=True,
               help="One record per line (or per --delimiter): each is learned as a whole "
                    "sequence from <START> to <END>.")
-@click.option("--delimiter", default="\\n", help=r"Record delimiter for --records (\n, \t escapes).")
+@click.option("--delimiter", default="\\n", callback=lambda ctx, param, value: parse_escapes(value),
+              help=r"Record delimiter for --records (\n, \t escapes).")
 @encoding_option
 @errors_option
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--val-fraction", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
               default=0.05, help="Fraction of the text (or of the records) held out for validation.")
 @click.option("--cell", type=click.Choice(sorted(CELLS)), default="lstm",
               help="Recurrent cell: LSTM, GRU, or vanilla tanh RNN.")
@@ -100,29 +108,30 @@ def check_architecture(checkpoint, given: dict) -> None:
 @click.option("--seq-length", type=click.IntRange(min=1), default=100,
               help="Time steps per window (truncated backpropagation through time).")
 @click.option("--seq-length-schedule", metavar="START:END", default=None,
+              callback=lambda ctx, param, value: check_schedule(value),
               help="Grow the windows from START to END steps over the first half of training "
                    "(in place of --seq-length).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64,
               help="Parallel streams per step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=2e-3,
               help="Adam learning rate.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant",
               help="constant; cosine: decay to a tenth of --lr by the step, epoch (or time) "
                    "limit; plateau: halve after two evaluations without improvement.")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0,
               help="Raise the learning rate linearly from zero over this many steps.")
-@click.option("--clip", type=click.FloatRange(min=0), default=5.0,
+@click.option("--clip", type=FiniteFloatRange(min=0), default=5.0,
               help="Clip gradients to this global norm (0: no clipping).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=0.0,
               help="Drop each layer's outputs with this probability while training.")
 @click.option("--seed", type=int, default=0,
               help="Seed for the initial weights and dropout.")
 @click.option("--max-steps", type=click.IntRange(min=0), default=None,
               help="Stop after this many updates in all (counting resumed ones).")
-@click.option("--max-epochs", type=click.FloatRange(min=0), default=None,
+@click.option("--max-epochs", type=FiniteFloatRange(min=0), default=None,
               help=f"Stop after this many passes over the data [default: {DEFAULT_MAX_EPOCHS} "
                    "when no limit is given].")
-@click.option("--max-time", type=click.FloatRange(min=0), default=None,
+@click.option("--max-time", type=FiniteFloatRange(min=0), default=None,
               help="Stop after this many seconds of this run.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=100,
               help="Evaluate on the validation text and save a checkpoint every this many steps.")
@@ -141,42 +150,60 @@ def train(ctx, file, out, resume, encoding, errors, **options):
     after the current step and saves.
     """
     source = file if file is not None else default_corpus()
-    options["delimiter"] = parse_escapes(options["delimiter"])
+    if options["records"] and not options["delimiter"]:
+        raise click.BadParameter("must not be empty", param_hint="'--delimiter'")
+    out_path = Path(out or resume or default_checkpoint_path(source))
+    if source != "-" and out_path.resolve() == Path(source).resolve():
+        raise click.BadParameter("is the training text itself", param_hint="'--out'")
+    check_writable(out_path)
     given = explicit_options(ctx, TRAINING_OPTIONS)
-    if "delimiter" in given:
-        given["delimiter"] = options["delimiter"]
-    read_options = {"encoding": encoding, "errors": errors, "cache_dir": default_cache_dir()}
-
+    read = {"encoding": encoding, "errors": errors, "cache_dir": default_cache_dir()}
     if resume:
-        checkpoint = load_checkpoint(resume)
-        check_architecture(checkpoint, explicit_options(ctx, ARCHITECTURE_OPTIONS))
-        settings = settings_from_checkpoint(checkpoint, given)
-        corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
-                             val_fraction=settings.val_fraction, vocab=checkpoint.vocab,
-                             **read_options)
-        out_path = Path(out or resume)
-        trainer = resume_trainer(checkpoint, corpus, settings, out_path,
-                                 notify=lambda message: click.echo(f"note: {message}", err=True))
+        trainer = resumed_trainer(ctx, resume, source, given, out_path, read)
     else:
-        settings = TrainSettings(**{name: options[name] for name in TRAINING_OPTIONS})
-        if not any(name in given for name in STOP_LIMITS):
-            settings = TrainSettings(**{**settings.__dict__, "max_epochs": DEFAULT_MAX_EPOCHS})
-        corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
-                             val_fraction=settings.val_fraction, **read_options)
-        config = ModelConfig(corpus.vocab.size, options["embedding_size"],
-                             options["hidden_size"], options["num_layers"], options["cell"])
-        out_path = Path(out) if out else default_checkpoint_path(source)
-        trainer = new_trainer(corpus, config, settings, out_path)
+        trainer = fresh_trainer(source, options, given, out_path, read)
+    describe_start(trainer, "the shipped corpus" if file is None else
+                   "standard input" if file == "-" else Path(file).name)
+    run_until_stopped(trainer)
 
-    windows = trainer.windows
-    asked = (settings.batch_size, max(trainer.seq_length_range))
-    if (windows.batch_size, windows.seq_length) != asked:
+
+def resumed_trainer(ctx, resume: str, source: str, given: dict, out_path: Path, read: dict):
+    checkpoint = load_checkpoint(resume)
+    check_architecture(checkpoint, explicit_options(ctx, ARCHITECTURE_OPTIONS))
+    settings = settings_from_checkpoint(checkpoint, given)
+    corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
+                         val_fraction=settings.val_fraction, vocab=checkpoint.vocab, **read)
+    return resume_trainer(checkpoint, corpus, settings, out_path,
+                          notify=lambda message: click.echo(f"note: {message}", err=True))
+
+
+def fresh_trainer(source: str, options: dict, given: dict, out_path: Path, read: dict):
+    settings = TrainSettings(**{name: options[name] for name in TRAINING_OPTIONS})
+    if not any(name in given for name in STOP_LIMITS):
+        settings = replace(settings, max_epochs=DEFAULT_MAX_EPOCHS)
+    corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
+                         val_fraction=settings.val_fraction, **read)
+    config = ModelConfig(corpus.vocab.size, options["embedding_size"], options["hidden_size"],
+                         options["num_layers"], options["cell"])
+    return new_trainer(corpus, config, settings, out_path)
+
+
+def describe_start(trainer, text_name: str) -> None:
+    """Notes on stderr: what is trained on, and anything that differs from what was asked."""
+    settings, windows, corpus = trainer.settings, trainer.windows, trainer.corpus
+    if (windows.batch_size, windows.seq_length) != (settings.batch_size,
+                                                    max(trainer.seq_length_range)):
         click.echo(f"note: the text is short: training with --batch-size {windows.batch_size} "
                    f"--seq-length {windows.seq_length}", err=True)
-    click.echo(f"training on {Path(source).name if file else 'the shipped corpus'}: "
-               f"{corpus.num_chars:,} characters, vocabulary {corpus.vocab.size}, "
-               f"{trainer.model.config.num_params():,} parameters", err=True)
+    if len(corpus.val_tokens) < 2:
+        click.echo("note: the text is too short to hold any out for validation; --keep-best "
+                   "and --patience have nothing to go on", err=True)
+    click.echo(f"training on {text_name}: {corpus.num_chars:,} characters, vocabulary "
+               f"{corpus.vocab.size}, {trainer.model.config.num_params():,} parameters", err=True)
 
+
+def run_until_stopped(trainer) -> None:
+    """Run with a progress display; exit 130 or 143 if a signal stopped it."""
     from .progress import TrainingReporter  # rich is only needed here
 
     with StopOnSignal() as stop, TrainingReporter() as reporter:
@@ -184,10 +211,10 @@ def train(ctx, file, out, resume, encoding, errors, **options):
             outcome = trainer.run(reporter, stop.requested)
         except KeyboardInterrupt:
             click.echo("interrupted; the last checkpoint saved is kept", err=True)
-            sys.exit(130)
+            sys.exit(128 + (stop.received or signal.SIGINT))
     if outcome == "no improvement":
-        click.echo(f"stopped early: no better validation loss in {settings.patience} "
+        click.echo(f"stopped early: no better validation loss in {trainer.settings.patience} "
                    f"evaluations (best {trainer.best_val_loss:.4f} nats/char)", err=True)
     if outcome == "interrupted":
-        click.echo(f"stopped at step {trainer.position.step}; saved {out_path}", err=True)
+        click.echo(f"stopped at step {trainer.position.step}; saved {trainer.out}", err=True)
         sys.exit(128 + stop.received)

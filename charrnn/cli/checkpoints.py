@@ -12,7 +12,7 @@ from ..checkpoint import for_sampling, load_checkpoint, save_checkpoint
 from ..corpus import read_text, sequence_tokens, source_name, split_records
 from ..errors import CharrnnError
 from ..evaluate import breakdown, score_tokens
-from ..train import TrainSettings
+from ..train import training_settings
 from .output import encoding_option, errors_option
 
 
@@ -36,7 +36,7 @@ def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
     """
     loaded = load_checkpoint(checkpoint)
     text = read_text(file, encoding, errors)
-    settings = TrainSettings(**(loaded.training or {}).get("settings", {}))
+    settings = training_settings(loaded)
     pieces = split_records(text, settings.delimiter) if settings.records else [text]
     tokens, skipped = sequence_tokens(pieces, loaded.vocab)
     score = score_tokens(loaded.model, tokens, by_token=per_char)
@@ -132,8 +132,13 @@ def info(checkpoint, as_json):
         table.add_row("corpus", f"{training['corpus_characters']:,} characters, "
                       f"sha256 {training['corpus_sha256'][:16]}...")
         settings = training["settings"]
-        table.add_row("layout", f"{'records' if settings['records'] else 'stream'}, batch "
-                      f"{settings['batch_size']} x {settings['seq_length']} steps")
+        window = training["window"]
+        schedule = settings["seq_length_schedule"]
+        table.add_row("layout", f"{'records' if settings['records'] else 'stream'}, "
+                      f"{window['batch_size']} streams x {window['seq_length']} steps"
+                      + (f" (growing {schedule})" if schedule else ""))
+        if not training["resumable"]:
+            table.add_row("exported", "for sampling: no optimizer state, cannot be resumed")
     else:
         table.add_row("trained", "no training state saved")
     console = Console(soft_wrap=True, highlight=False)
