@@ -148,7 +148,8 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
     try:
         with open(path, "rb") as file:
             if not zipfile.is_zipfile(file):
-                raise CharrnnError(f"{path}: not a charrnn checkpoint (not an .npz archive, or cut short)")
+                raise CharrnnError(
+                    f"{path}: not a charrnn checkpoint (not an .npz archive, or cut short)")
             file.seek(0)
             with np.load(file, allow_pickle=False) as npz:
                 return {name: npz[name] for name in npz.files}

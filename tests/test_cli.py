@@ -108,7 +108,7 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, tiny_checkpoint)
     arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode(), np.uint8)
     np.savez(future, **arrays)
     cases = [
-        (("sample", empty), "not a charrnn checkpoint (not an .npz archive)"),
+        (("sample", empty), "not a charrnn checkpoint (not an .npz archive, or cut short)"),
         (("train", empty, "--records", "--delimiter", ""), "--delimiter"),
         (("train", empty, "--out", empty), "is the training text itself"),
         (("train", empty, "--out", "/proc/no/x.npz"), "cannot write /proc/no/x.npz"),
