@@ -29,6 +29,26 @@ import numpy as np
 GATE_ORDER = ("input", "forget", "output", "candidate")
 
 
+class Workspace:
+    """Named arrays kept from one window to the next.
+
+    A window's big arrays (the gates alone are T * B * 4H numbers) would
+    otherwise be allocated afresh at every step, and the operating system
+    would zero their pages each time. An array is made again only when its
+    shape or dtype changes.
+    """
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised array of this shape and dtype, the same one as last time if it fits."""
+        array = self._arrays.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(shape, dtype)
+        return array
+
+
 def sigmoid_(a: np.ndarray) -> np.ndarray:
     """Logistic sigmoid in place, as 0.5 * tanh(a / 2) + 0.5: no overflow for any a."""
     a *= 0.5
@@ -52,17 +72,15 @@ def _gate_rows(hidden_size: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarra
     return scale, shift
 
 
-def halve_sigmoid_columns(weight: np.ndarray) -> np.ndarray:
-    """A copy of a (..., 4H) weight or bias with the i, f, o columns halved.
+def halve_sigmoid_columns(weight: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A (..., 4H) weight or bias with the i, f, o columns halved, into ``out`` or a new array.
 
     Pre-activations made with it are a / 2 on those columns, ready for
     sigmoid(a) = tanh(a / 2) / 2 + 1/2. Halving is exact in binary floating point,
     so this gives the same numbers as halving the pre-activations.
     """
-    H = weight.shape[-1] // 4
-    halved = weight.copy()
-    halved[..., : 3 * H] *= 0.5
-    return halved
+    scale, _ = _gate_rows(weight.shape[-1] // 4, weight.dtype)
+    return np.multiply(weight, scale, out=out)
 
 
 def activate_(a: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarray,
@@ -99,31 +117,38 @@ class LSTMCache:
     gates: np.ndarray  # (T, B, 4H) gate values i, f, o, g
     tanh_c: np.ndarray  # (T, B, H) tanh of each step's new cell state
     keep: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
+    workspace: Workspace  # where the forward pass's arrays live; the backward pass adds its own
 
 
-def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None):
+def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None, workspace: Workspace | None = None):
     """Run the layer over a window.
 
     x: (T, B, D); h0, c0: (B, H) state entering the window; Wx: (D, 4H);
     Wh: (H, 4H); b: (4H,); keep: (T, B, 1) or None.
     Returns h: (T, B, H), the final state (h_T, c_T), and an LSTMCache.
+    With a ``workspace`` (one per layer), h and the cache live in arrays reused
+    by the next call with that workspace.
     """
     T, B, D = x.shape
     H = Wh.shape[0]
     dtype = Wh.dtype
-    Wx, Wh, b = halve_sigmoid_columns(Wx), halve_sigmoid_columns(Wh), halve_sigmoid_columns(b)
+    work = Workspace() if workspace is None else workspace
+    Wx = halve_sigmoid_columns(Wx, work.array("Wx_halved", Wx.shape, dtype))
+    Wh = halve_sigmoid_columns(Wh, work.array("Wh_halved", Wh.shape, dtype))
+    b = halve_sigmoid_columns(b, work.array("b_halved", b.shape, dtype))
     # Input projections of all T steps in one matrix product.
-    gates = np.matmul(x.reshape(T * B, D), Wx).reshape(T, B, 4 * H)
+    gates = work.array("gates", (T, B, 4 * H), dtype)
+    np.matmul(x.reshape(T * B, D), Wx, out=gates.reshape(T * B, 4 * H))
     gates += b
-    h = np.empty((T + 1, B, H), dtype)  # h[t + 1] is the output of step t
-    c = np.empty((T + 1, B, H), dtype)
+    h = work.array("h", (T + 1, B, H), dtype)  # h[t + 1] is the output of step t
+    c = work.array("c", (T + 1, B, H), dtype)
     h[0], c[0] = h0, c0
     if keep is None:
         h_prev, c_prev = h[:-1], c[:-1]
     else:
-        h_prev, c_prev = np.empty((T, B, H), dtype), np.empty((T, B, H), dtype)
-    tanh_c = np.empty((T, B, H), dtype)
-    recurrent = np.empty((B, 4 * H), dtype)
+        h_prev, c_prev = work.array("h_prev", (T, B, H), dtype), work.array("c_prev", (T, B, H), dtype)
+    tanh_c = work.array("tanh_c", (T, B, H), dtype)
+    recurrent = work.array("recurrent", (B, 4 * H), dtype)
     for t in range(T):
         if keep is not None:
             np.multiply(h[t], keep[t], out=h_prev[t])
@@ -131,7 +156,8 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None):
         np.matmul(h_prev[t], Wh, out=recurrent)
         gates[t] += recurrent
         activate_(gates[t], c_prev[t], c[t + 1], tanh_c[t], h[t + 1])
-    cache = LSTMCache(x=x, h_prev=h_prev, c_prev=c_prev, gates=gates, tanh_c=tanh_c, keep=keep)
+    cache = LSTMCache(x=x, h_prev=h_prev, c_prev=c_prev, gates=gates, tanh_c=tanh_c, keep=keep,
+                      workspace=work)
     return h[1:], (h[T].copy(), c[T].copy()), cache
 
 
@@ -168,10 +194,11 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
     T, B, H = dh.shape
     D = cache.x.shape[-1]
     dtype = dh.dtype
-    da = np.empty((T, B, 4 * H), dtype)  # gradient of the pre-activations
-    slopes = np.empty((B, 4 * H), dtype)  # d gate / d pre-activation at one step
-    dh_t = np.empty((B, H), dtype)
-    dc_t = np.empty((B, H), dtype)
+    work = cache.workspace
+    da = work.array("da", (T, B, 4 * H), dtype)  # gradient of the pre-activations
+    slopes = work.array("slopes", (B, 4 * H), dtype)  # d gate / d pre-activation at one step
+    dh_t = work.array("dh_t", (B, H), dtype)
+    dc_t = work.array("dc_t", (B, H), dtype)
     dh_next = np.zeros((B, H), dtype)  # flows from step t + 1 into h_t
     dc_next = np.zeros((B, H), dtype)  # flows from step t + 1 into c_t
     for t in reversed(range(T)):
@@ -201,7 +228,8 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
     dWx = cache.x.reshape(T * B, D).T @ da
     dWh = cache.h_prev.reshape(T * B, H).T @ da
     db = da.sum(axis=0)
-    dx = (da @ Wx.T).reshape(T, B, D)
+    dx = work.array("dx", (T, B, D), dtype)
+    np.matmul(da, Wx.T, out=dx.reshape(T * B, D))
     return dx, dWx, dWh, db
 
 

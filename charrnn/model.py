@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .lstm import activate_, halve_sigmoid_columns, lstm_backward, lstm_forward, lstm_step
+from .lstm import (Workspace, activate_, halve_sigmoid_columns, lstm_backward, lstm_forward,
+                   lstm_step)
 from .vocab import START_ID
 
 Params = dict[str, np.ndarray]
@@ -107,11 +108,17 @@ def embedding_gradient(tokens: np.ndarray, dx: np.ndarray, vocab_size: int) -> n
 
 
 class Model:
-    """A character LSTM language model: its architecture and its parameters."""
+    """A character LSTM language model: its architecture and its parameters.
+
+    Each layer keeps its big work arrays from one window to the next (see
+    ``lstm.Workspace``), so one Model must not run two windows at once (from
+    several threads).
+    """
 
     def __init__(self, config: ModelConfig, params: Params):
         self.config = config
         self.params = params
+        self.workspaces = [Workspace() for _ in range(config.num_layers)]
 
     @property
     def dtype(self) -> np.dtype:
@@ -137,7 +144,8 @@ class Model:
         for layer in range(self.config.num_layers):
             Wx, Wh, b = self._layer_weights(layer)
             h0, c0 = state[layer]
-            layer_input, final_state, cache = lstm_forward(layer_input, h0, c0, Wx, Wh, b, keep)
+            layer_input, final_state, cache = lstm_forward(layer_input, h0, c0, Wx, Wh, b, keep,
+                                                           self.workspaces[layer])
             new_state.append(final_state)
             caches.append(cache)
         return layer_input, new_state, caches
