@@ -239,11 +239,16 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
 def lstm_step(x, state, Wx, Wh, b):
     """One time step for generation: x (B, D), state (h, c) each (B, H) -> new (h, c)."""
     h_prev, c_prev = state
-    H = h_prev.shape[-1]
     a = x @ Wx
     a += h_prev @ Wh
     a += b
+    return lstm_cell_(a, c_prev)
+
+
+def lstm_cell_(a, c_prev):
+    """The new state (h, c), each (B, H), from pre-activations a (B, 4H), which are overwritten."""
+    H = c_prev.shape[-1]
     a[:, : 3 * H] *= 0.5  # as activate_ expects (exact, like halving the weights)
-    h, c, tanh_c = np.empty_like(h_prev), np.empty_like(c_prev), np.empty_like(c_prev)
+    h, c, tanh_c = np.empty_like(c_prev), np.empty_like(c_prev), np.empty_like(c_prev)
     activate_(a, c_prev, c, tanh_c, h)
     return h, c
