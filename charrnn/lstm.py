@@ -230,7 +230,7 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
     da = da.reshape(T * B, 4 * H)
     dWx = cache.x.reshape(T * B, D).T @ da
     dWh = cache.h_prev.reshape(T * B, H).T @ da
-    db = da.sum(axis=0)
+    db = np.ones(T * B, dtype) @ da  # column sums; a few times faster than da.sum(axis=0)
     dx = work.array("dx", (T, B, D), dtype)
     np.matmul(da, Wx.T, out=dx.reshape(T * B, D))
     return dx, dWx, dWh, db
