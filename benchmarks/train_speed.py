@@ -16,6 +16,7 @@ in a separate virtual environment.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import statistics
@@ -209,13 +210,11 @@ def chars_per_sec(setup: Setup, times: list[float]) -> float:
 @click.option("--only", default="abc", show_default=True, help="Which configurations to run.")
 def main(with_torch, min_steps, min_seconds, only):
     """Print training throughput as JSON lines and a short table."""
-    if with_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise click.ClickException(
-                "--torch needs PyTorch, which is not installed in this Python; install "
-                "torch==2.13.0 (CPU) in a separate virtual environment and run this there")
+    # Only look for PyTorch here: importing it now could slow the charrnn runs.
+    if with_torch and importlib.util.find_spec("torch") is None:
+        raise click.ClickException(
+            "--torch needs PyTorch, which is not installed in this Python; install "
+            "torch==2.13.0 (CPU) in a separate virtual environment and run this there")
     warn_about_blas_environment()
     click.echo(f"BLAS: {blas_description()}", err=True)
     setups = [setup for setup in SETUPS if setup.name in only]
