@@ -41,6 +41,31 @@ def chars_per_second(model: Model, vocab: Vocabulary, num_samples: int, length: 
     return best
 
 
+def matrix_product_bound(model: Model, num_samples: int, repeats: int) -> float:
+    """Characters per second if a step took only its matrix products and nothing else.
+
+    Per step: each layer's recurrent product, the input product of every layer
+    above the first (the first looks its input projection up in a table), and
+    the output layer. For one stream these are matrix-vector products whose
+    speed is that of reading the weights from memory.
+    """
+    config, p = model.config, model.params
+    weights = [p[f"lstm{layer}.hidden_weight"] for layer in range(config.num_layers)]
+    weights += [p[f"lstm{layer}.input_weight"] for layer in range(1, config.num_layers)]
+    weights.append(p["output.weight"])
+    rows = np.random.default_rng(0).standard_normal((num_samples, config.hidden_size),
+                                                    dtype=np.float32)
+    calls = 200 if num_samples == 1 else 20
+    best = float("inf")
+    for _ in range(repeats * 3):
+        start = time.perf_counter()
+        for _ in range(calls):
+            for weight in weights:
+                rows @ weight
+        best = min(best, (time.perf_counter() - start) / calls)
+    return num_samples / best
+
+
 @click.command()
 @click.option("--hidden-size", default=512, show_default=True)
 @click.option("--num-layers", default=2, show_default=True)
@@ -55,13 +80,15 @@ def main(hidden_size, num_layers, length, batch_length, repeats):
     rows = []
     for num_samples, sample_length in ((1, length), (64, batch_length)):
         speed = chars_per_second(model, vocab, num_samples, sample_length, repeats)
+        bound = matrix_product_bound(model, num_samples, repeats)
         row = {"hidden_size": hidden_size, "num_layers": num_layers, "vocab_size": vocab.size,
-               "streams": num_samples, "chars_per_sec": round(speed)}
+               "streams": num_samples, "chars_per_sec": round(speed),
+               "matrix_product_bound": round(bound)}
         print(json.dumps(row))
         rows.append(row)
-    print(f"\n{'streams':>8} {'chars/s':>10}")
+    print(f"\n{'streams':>8} {'chars/s':>10} {'bound':>10}   (bound: matrix products alone)")
     for row in rows:
-        print(f"{row['streams']:>8} {row['chars_per_sec']:>10,}")
+        print(f"{row['streams']:>8} {row['chars_per_sec']:>10,} {row['matrix_product_bound']:>10,}")
 
 
 if __name__ == "__main__":

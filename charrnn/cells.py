@@ -14,7 +14,7 @@ from .rnn import rnn_backward, rnn_forward, rnn_step
 class Cell:
     """One kind of recurrent layer.
 
-    forward(x, *state, Wx, Wh, b, keep) -> (h (T, B, H), final state, cache)
+    forward(x, *state, Wx, Wh, b, keep, workspace) -> (h (T, B, H), final state, cache)
     backward(dh, cache, Wx, Wh) -> (dx, dWx, dWh, db)
     step(x, state, Wx, Wh, b) -> new state
     A state is a tuple of (B, H) arrays named by ``state_names``, h first.

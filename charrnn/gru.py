@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lstm import sigmoid_
+from .lstm import Workspace, sigmoid_
 
 GATE_ORDER = ("reset", "update", "candidate")
 NUM_GATES = 3
@@ -58,22 +58,26 @@ class GRUCache:
     keep: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
 
 
-def gru_forward(x, h0, Wx, Wh, b, keep=None):
+def gru_forward(x, h0, Wx, Wh, b, keep=None, workspace: Workspace | None = None):
     """Run the layer over a window.
 
     x: (T, B, D); h0: (B, H); Wx: (D, 3H); Wh: (H, 3H); b: (3H,); keep: (T, B, 1) or None.
-    Returns h: (T, B, H), the final state (h_T,) and a GRUCache.
+    Returns h: (T, B, H), the final state (h_T,) and a GRUCache. With a
+    ``workspace`` (one per layer), h and the cache live in arrays reused by the
+    next call with that workspace.
     """
     T, B, D = x.shape
     H = Wh.shape[0]
     dtype = Wh.dtype
-    gates = np.matmul(x.reshape(T * B, D), Wx).reshape(T, B, NUM_GATES * H)
+    work = Workspace() if workspace is None else workspace
+    gates = work.array("gates", (T, B, NUM_GATES * H), dtype)
+    np.matmul(x.reshape(T * B, D), Wx, out=gates.reshape(T * B, NUM_GATES * H))
     gates += b
-    h = np.empty((T + 1, B, H), dtype)  # h[t + 1] is the output of step t
+    h = work.array("h", (T + 1, B, H), dtype)  # h[t + 1] is the output of step t
     h[0] = h0
-    h_prev = h[:-1] if keep is None else np.empty((T, B, H), dtype)
-    recurrent_candidate = np.empty((T, B, H), dtype)
-    recurrent = np.empty((B, NUM_GATES * H), dtype)
+    h_prev = h[:-1] if keep is None else work.array("h_prev", (T, B, H), dtype)
+    recurrent_candidate = work.array("recurrent_candidate", (T, B, H), dtype)
+    recurrent = work.array("recurrent", (B, NUM_GATES * H), dtype)
     for t in range(T):
         if keep is not None:
             np.multiply(h[t], keep[t], out=h_prev[t])

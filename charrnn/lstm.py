@@ -29,6 +29,26 @@ import numpy as np
 GATE_ORDER = ("input", "forget", "output", "candidate")
 
 
+class Workspace:
+    """Named arrays kept from one window to the next.
+
+    A window's big arrays (the gates alone are T * B * 4H numbers) would
+    otherwise be allocated afresh at every step, and the operating system
+    would zero their pages each time. An array is made again only when its
+    shape or dtype changes.
+    """
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised array of this shape and dtype, the same one as last time if it fits."""
+        array = self._arrays.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(shape, dtype)
+        return array
+
+
 def sigmoid_(a: np.ndarray) -> np.ndarray:
     """Logistic sigmoid in place, as 0.5 * tanh(a / 2) + 0.5: no overflow for any a."""
     a *= 0.5
@@ -38,31 +58,36 @@ def sigmoid_(a: np.ndarray) -> np.ndarray:
     return a
 
 
-@lru_cache(maxsize=None)
-def _gate_rows(hidden_size: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Two read-only (4H,) rows: 1/2 on the i, f, o columns and 1 on g, then 1/2 and 0.
+def _per_gate(shape: tuple[int, ...], dtype, sigmoid_value: float, tanh_value: float) -> np.ndarray:
+    """A read-only array of ``shape`` (..., 4H): ``sigmoid_value`` on the i, f, o columns and
+    ``tanh_value`` on g. Made full-sized rather than broadcast from one row, because numpy
+    combines two arrays of the same shape about twice as fast."""
+    H = shape[-1] // 4
+    row = np.concatenate([np.full(3 * H, sigmoid_value), np.full(H, tanh_value)]).astype(dtype)
+    array = np.ascontiguousarray(np.broadcast_to(row, shape))
+    array.flags.writeable = False
+    return array
+
+
+@lru_cache(maxsize=32)
+def _gate_affine(shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """scale (1/2 on i, f, o; 1 on g) and shift (1/2 on i, f, o; 0 on g), each of ``shape``.
 
     ``scale * tanh(s) + shift`` turns tanh(a / 2) into sigmoid(a) on the i, f, o
     columns and leaves tanh(a) on g, so the gates need one tanh over all 4H columns.
     """
-    H = hidden_size
-    scale = np.concatenate([np.full(3 * H, 0.5), np.ones(H)]).astype(dtype)
-    shift = np.concatenate([np.full(3 * H, 0.5), np.zeros(H)]).astype(dtype)
-    scale.flags.writeable = shift.flags.writeable = False
-    return scale, shift
+    return _per_gate(shape, dtype, 0.5, 1.0), _per_gate(shape, dtype, 0.5, 0.0)
 
 
-def halve_sigmoid_columns(weight: np.ndarray) -> np.ndarray:
-    """A copy of a (..., 4H) weight or bias with the i, f, o columns halved.
+def halve_sigmoid_columns(weight: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A (..., 4H) weight or bias with the i, f, o columns halved, into ``out`` or a new array.
 
     Pre-activations made with it are a / 2 on those columns, ready for
     sigmoid(a) = tanh(a / 2) / 2 + 1/2. Halving is exact in binary floating point,
     so this gives the same numbers as halving the pre-activations.
     """
-    H = weight.shape[-1] // 4
-    halved = weight.copy()
-    halved[..., : 3 * H] *= 0.5
-    return halved
+    scale, _ = _gate_affine(weight.shape[-1:], weight.dtype)
+    return np.multiply(weight, scale, out=out)
 
 
 def activate_(a: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarray,
@@ -75,7 +100,7 @@ def activate_(a: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarr
     c, tanh_c, h: (B, H) outputs: new cell state, its tanh, new hidden state.
     """
     H = c.shape[-1]
-    scale, shift = _gate_rows(H, a.dtype)
+    scale, shift = _gate_affine(a.shape, a.dtype)
     # Whole contiguous rows are much faster in numpy than the strided 3H block.
     np.tanh(a, out=a)
     a *= scale
@@ -99,31 +124,38 @@ class LSTMCache:
     gates: np.ndarray  # (T, B, 4H) gate values i, f, o, g
     tanh_c: np.ndarray  # (T, B, H) tanh of each step's new cell state
     keep: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
+    workspace: Workspace  # where the forward pass's arrays live; the backward pass adds its own
 
 
-def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None):
+def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None, workspace: Workspace | None = None):
     """Run the layer over a window.
 
     x: (T, B, D); h0, c0: (B, H) state entering the window; Wx: (D, 4H);
     Wh: (H, 4H); b: (4H,); keep: (T, B, 1) or None.
     Returns h: (T, B, H), the final state (h_T, c_T), and an LSTMCache.
+    With a ``workspace`` (one per layer), h and the cache live in arrays reused
+    by the next call with that workspace.
     """
     T, B, D = x.shape
     H = Wh.shape[0]
     dtype = Wh.dtype
-    Wx, Wh, b = halve_sigmoid_columns(Wx), halve_sigmoid_columns(Wh), halve_sigmoid_columns(b)
+    work = Workspace() if workspace is None else workspace
+    Wx = halve_sigmoid_columns(Wx, work.array("Wx_halved", Wx.shape, dtype))
+    Wh = halve_sigmoid_columns(Wh, work.array("Wh_halved", Wh.shape, dtype))
+    b = halve_sigmoid_columns(b, work.array("b_halved", b.shape, dtype))
     # Input projections of all T steps in one matrix product.
-    gates = np.matmul(x.reshape(T * B, D), Wx).reshape(T, B, 4 * H)
+    gates = work.array("gates", (T, B, 4 * H), dtype)
+    np.matmul(x.reshape(T * B, D), Wx, out=gates.reshape(T * B, 4 * H))
     gates += b
-    h = np.empty((T + 1, B, H), dtype)  # h[t + 1] is the output of step t
-    c = np.empty((T + 1, B, H), dtype)
+    h = work.array("h", (T + 1, B, H), dtype)  # h[t + 1] is the output of step t
+    c = work.array("c", (T + 1, B, H), dtype)
     h[0], c[0] = h0, c0
     if keep is None:
         h_prev, c_prev = h[:-1], c[:-1]
     else:
-        h_prev, c_prev = np.empty((T, B, H), dtype), np.empty((T, B, H), dtype)
-    tanh_c = np.empty((T, B, H), dtype)
-    recurrent = np.empty((B, 4 * H), dtype)
+        h_prev, c_prev = work.array("h_prev", (T, B, H), dtype), work.array("c_prev", (T, B, H), dtype)
+    tanh_c = work.array("tanh_c", (T, B, H), dtype)
+    recurrent = work.array("recurrent", (B, 4 * H), dtype)
     for t in range(T):
         if keep is not None:
             np.multiply(h[t], keep[t], out=h_prev[t])
@@ -131,7 +163,8 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None):
         np.matmul(h_prev[t], Wh, out=recurrent)
         gates[t] += recurrent
         activate_(gates[t], c_prev[t], c[t + 1], tanh_c[t], h[t + 1])
-    cache = LSTMCache(x=x, h_prev=h_prev, c_prev=c_prev, gates=gates, tanh_c=tanh_c, keep=keep)
+    cache = LSTMCache(x=x, h_prev=h_prev, c_prev=c_prev, gates=gates, tanh_c=tanh_c, keep=keep,
+                      workspace=work)
     return h[1:], (h[T].copy(), c[T].copy()), cache
 
 
@@ -141,21 +174,17 @@ def gate_slopes_(gates: np.ndarray, out: np.ndarray) -> np.ndarray:
     gates, out: (B, 4H). sigmoid' = s (1 - s) on i, f, o and tanh' = 1 - g^2 on g,
     both written as (m - gates) * gates + n with m = 1, 1, 1, 0 and n = 0, 0, 0, 1.
     """
-    H = gates.shape[-1] // 4
-    sigmoid_mask, tanh_mask = _slope_rows(H, gates.dtype)
+    sigmoid_mask, tanh_mask = _slope_masks(gates.shape, gates.dtype)
     np.subtract(sigmoid_mask, gates, out=out)
     out *= gates
     out += tanh_mask
     return out
 
 
-@lru_cache(maxsize=None)
-def _slope_rows(hidden_size: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Read-only (4H,) rows m (1 on i, f, o; 0 on g) and n = 1 - m, for ``gate_slopes_``."""
-    sigmoid_mask = np.repeat(np.array([1, 1, 1, 0], dtype), hidden_size)
-    tanh_mask = 1 - sigmoid_mask
-    sigmoid_mask.flags.writeable = tanh_mask.flags.writeable = False
-    return sigmoid_mask, tanh_mask
+@lru_cache(maxsize=32)
+def _slope_masks(shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """m (1 on i, f, o; 0 on g) and n = 1 - m, each of ``shape``, for ``gate_slopes_``."""
+    return _per_gate(shape, dtype, 1.0, 0.0), _per_gate(shape, dtype, 0.0, 1.0)
 
 
 def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
@@ -168,10 +197,14 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
     T, B, H = dh.shape
     D = cache.x.shape[-1]
     dtype = dh.dtype
-    da = np.empty((T, B, 4 * H), dtype)  # gradient of the pre-activations
-    slopes = np.empty((B, 4 * H), dtype)  # d gate / d pre-activation at one step
-    dh_t = np.empty((B, H), dtype)
-    dc_t = np.empty((B, H), dtype)
+    work = cache.workspace
+    da = work.array("da", (T, B, 4 * H), dtype)  # gradient of the pre-activations
+    slopes = work.array("slopes", (B, 4 * H), dtype)  # d gate / d pre-activation at one step
+    dh_t = work.array("dh_t", (B, H), dtype)
+    dc_t = work.array("dc_t", (B, H), dtype)
+    # A contiguous copy of Wh.T: OpenBLAS multiplies by it faster than by the transposed view.
+    Wh_t = work.array("Wh_t", Wh.T.shape, dtype)
+    np.copyto(Wh_t, Wh.T)
     dh_next = np.zeros((B, H), dtype)  # flows from step t + 1 into h_t
     dc_next = np.zeros((B, H), dtype)  # flows from step t + 1 into c_t
     for t in reversed(range(T)):
@@ -192,7 +225,7 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
         np.multiply(dc_t, i, out=dg)
         da[t] *= gate_slopes_(gates, slopes)
         np.multiply(dc_t, f, out=dc_next)
-        np.matmul(da[t], Wh.T, out=dh_next)
+        np.matmul(da[t], Wh_t, out=dh_next)
         if cache.keep is not None:
             dc_next *= cache.keep[t]
             dh_next *= cache.keep[t]
@@ -200,19 +233,25 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
     da = da.reshape(T * B, 4 * H)
     dWx = cache.x.reshape(T * B, D).T @ da
     dWh = cache.h_prev.reshape(T * B, H).T @ da
-    db = da.sum(axis=0)
-    dx = (da @ Wx.T).reshape(T, B, D)
+    db = np.ones(T * B, dtype) @ da  # column sums; a few times faster than da.sum(axis=0)
+    dx = work.array("dx", (T, B, D), dtype)
+    np.matmul(da, Wx.T, out=dx.reshape(T * B, D))
     return dx, dWx, dWh, db
 
 
 def lstm_step(x, state, Wx, Wh, b):
     """One time step for generation: x (B, D), state (h, c) each (B, H) -> new (h, c)."""
     h_prev, c_prev = state
-    H = h_prev.shape[-1]
     a = x @ Wx
     a += h_prev @ Wh
     a += b
+    return lstm_cell_(a, c_prev)
+
+
+def lstm_cell_(a, c_prev):
+    """The new state (h, c), each (B, H), from pre-activations a (B, 4H), which are overwritten."""
+    H = c_prev.shape[-1]
     a[:, : 3 * H] *= 0.5  # as activate_ expects (exact, like halving the weights)
-    h, c, tanh_c = np.empty_like(h_prev), np.empty_like(c_prev), np.empty_like(c_prev)
+    h, c, tanh_c = np.empty_like(c_prev), np.empty_like(c_prev), np.empty_like(c_prev)
     activate_(a, c_prev, c, tanh_c, h)
     return h, c

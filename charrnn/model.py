@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .cells import CELLS
-from .lstm import activate_, halve_sigmoid_columns
+from .lstm import Workspace, lstm_cell_
 from .vocab import START_ID
 
 Params = dict[str, np.ndarray]
@@ -120,12 +120,18 @@ def embedding_gradient(tokens: np.ndarray, dx: np.ndarray, vocab_size: int) -> n
 
 
 class Model:
-    """A character language model: its architecture and its parameters."""
+    """A character language model: its architecture and its parameters.
+
+    Each layer keeps its big work arrays from one window to the next (see
+    ``lstm.Workspace``), so one Model must not run two windows at once (from
+    several threads).
+    """
 
     def __init__(self, config: ModelConfig, params: Params):
         self.config = config
         self.params = params
         self.cell = CELLS[config.cell]
+        self.workspaces = [Workspace() for _ in range(config.num_layers)]
 
     @property
     def dtype(self) -> np.dtype:
@@ -136,7 +142,8 @@ class Model:
         return [tuple(np.zeros(shape, self.dtype) for _ in self.cell.state_names)
                 for _ in range(self.config.num_layers)]
 
-    def _layer_weights(self, layer: int):
+    def layer_weights(self, layer: int):
+        """The layer's (input_weight, hidden_weight, bias)."""
         prefix = self.config.layer_prefix(layer)
         p = self.params
         return p[prefix + "input_weight"], p[prefix + "hidden_weight"], p[prefix + "bias"]
@@ -155,9 +162,9 @@ class Model:
         layer_input = self.params["embedding"][inputs]  # (T, B, E)
         new_state, caches, masks = [], [], []
         for layer in range(self.config.num_layers):
-            Wx, Wh, b = self._layer_weights(layer)
+            Wx, Wh, b = self.layer_weights(layer)
             layer_input, final_state, cache = self.cell.forward(
-                layer_input, *state[layer], Wx, Wh, b, keep)
+                layer_input, *state[layer], Wx, Wh, b, keep, self.workspaces[layer])
             mask = None
             if dropout > 0:
                 mask = (rng.random(layer_input.shape) >= dropout).astype(self.dtype)
@@ -212,7 +219,7 @@ class Model:
         }
         dh = (dlogits @ self.params["output.weight"].T).reshape(T, B, -1)
         for layer in reversed(range(self.config.num_layers)):
-            Wx, Wh, _ = self._layer_weights(layer)
+            Wx, Wh, _ = self.layer_weights(layer)
             if masks[layer] is not None:
                 dh *= masks[layer]
             dh, dWx, dWh, db = self.cell.backward(dh, caches[layer], Wx, Wh)
@@ -229,7 +236,7 @@ class Model:
         layer_input = self.params["embedding"][tokens]  # (B, E)
         new_state = []
         for layer in range(self.config.num_layers):
-            layer_state = self.cell.step(layer_input, state[layer], *self._layer_weights(layer))
+            layer_state = self.cell.step(layer_input, state[layer], *self.layer_weights(layer))
             new_state.append(layer_state)
             layer_input = layer_state[0]
         logits = layer_input @ self.params["output.weight"] + self.params["output.bias"]
@@ -242,64 +249,48 @@ class Model:
 
 
 class Stepper:
-    """The model laid out for generating one step at a time, faster than ``Model.step``.
+    """Runs the model one step at a time for generation, faster than ``Model.step``.
 
-    The first layer's input projection is precomputed for every token,
-    embedding @ Wx0 + b0 (V, 4H), so that layer needs only its recurrent
-    product. The weights are kept transposed, (4H, D) or (V, H), for the
-    fastest matrix-vector products, with their sigmoid columns halved as
-    ``activate_`` expects. Made from the parameters as they are now: make a
-    new one after they change. Computes what ``Model.step`` does, up to float
+    The first layer's input projection is looked up in a table made once for
+    every token, embedding @ Wx0 + b0 (V, 4H), so that layer needs only its
+    recurrent product. Made from the parameters as they are now: make a new
+    one after they change. Computes what ``Model.step`` does, up to float
     rounding.
     """
 
     def __init__(self, model: Model):
-        p, num_layers = model.params, model.config.num_layers
-
-        def transposed(weight):
-            return np.ascontiguousarray(halve_sigmoid_columns(weight).T)
-
-        self.token_projection = halve_sigmoid_columns(
-            p["embedding"] @ p["lstm0.input_weight"] + p["lstm0.bias"])  # (V, 4H)
-        self.input_weights_t = [None] + [transposed(p[f"lstm{layer}.input_weight"])
-                                         for layer in range(1, num_layers)]  # (4H, H)
-        self.biases = [None] + [halve_sigmoid_columns(p[f"lstm{layer}.bias"])
-                                for layer in range(1, num_layers)]  # (4H,)
-        self.hidden_weights_t = [transposed(p[f"lstm{layer}.hidden_weight"])
-                                 for layer in range(num_layers)]  # (4H, H)
-        self.output_weight_t = np.ascontiguousarray(p["output.weight"].T)  # (V, H)
-        self.output_bias = p["output.bias"]
+        self.model = model
+        p = model.params
+        input_weight, _, bias = model.layer_weights(0)
+        self.token_projection = p["embedding"] @ input_weight + bias  # (V, 4H)
 
     def step(self, tokens: np.ndarray, state: State):
         """tokens: (B,) -> logits (B, V) and the new state, like ``Model.step``."""
+        p = self.model.params
         new_state = []
         for layer, (h_prev, c_prev) in enumerate(state):
+            input_weight, hidden_weight, bias = self.model.layer_weights(layer)
             if layer == 0:
                 a = self.token_projection[tokens]  # (B, 4H)
             else:
-                a = times_transposed(new_state[-1][0], self.input_weights_t[layer])
-                a += self.biases[layer]
-            a += times_transposed(h_prev, self.hidden_weights_t[layer])
-            h, c, tanh_c = np.empty_like(h_prev), np.empty_like(c_prev), np.empty_like(c_prev)
-            activate_(a, c_prev, c, tanh_c, h)
-            new_state.append((h, c))
-        logits = times_transposed(new_state[-1][0], self.output_weight_t)
-        logits += self.output_bias
+                a = rows_times(new_state[-1][0], input_weight)
+                a += bias
+            a += rows_times(h_prev, hidden_weight)
+            new_state.append(lstm_cell_(a, c_prev))
+        logits = rows_times(new_state[-1][0], p["output.weight"])
+        logits += p["output.bias"]
         return logits, new_state
 
 
 FEW_ROWS = 4
 
 
-def times_transposed(x: np.ndarray, weight_t: np.ndarray) -> np.ndarray:
-    """x (B, K) @ weight_t.T, with weight_t (N, K) -> (B, N).
+def rows_times(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """x (B, K) @ weight (K, N) -> (B, N).
 
-    Up to FEW_ROWS rows go one at a time as matrix-vector products: OpenBLAS is
-    several times slower on a matrix product of 2 to 4 rows than on that many
-    matrix-vector products.
+    OpenBLAS is several times slower on a matrix product of 2 to 4 rows than on
+    that many vector-matrix products, so a few rows go one at a time.
     """
-    if len(x) == 1:
-        return (weight_t @ x[0])[None]
-    if len(x) <= FEW_ROWS:
-        return np.stack([weight_t @ row for row in x])
-    return x @ weight_t.T
+    if 1 < len(x) <= FEW_ROWS:
+        return np.stack([row @ weight for row in x])
+    return x @ weight

@@ -40,7 +40,7 @@ class Adam:
         self.first_moment = {name: np.zeros_like(p) for name, p in params.items()}
         self.second_moment = {name: np.zeros_like(p) for name, p in params.items()}
         self.step = 0
-        self._scratch_arrays: dict[tuple, np.ndarray] = {}  # by (shape, dtype)
+        self._scratch = {name: np.empty_like(p) for name, p in params.items()}  # work arrays
 
     def update_(self, params: Params, grads: Params, lr: float | None = None) -> None:
         """One update of every parameter in place; ``lr`` overrides the base rate."""
@@ -50,7 +50,7 @@ class Adam:
         step_size = lr * math.sqrt(1 - self.beta2 ** self.step) / (1 - self.beta1 ** self.step)
         for name, param in params.items():
             grad, m, v = grads[name], self.first_moment[name], self.second_moment[name]
-            scratch = self._scratch(param)
+            scratch = self._scratch[name]
             # m = beta1 m + (1 - beta1) grad
             m *= self.beta1
             np.multiply(grad, 1 - self.beta1, out=scratch)
@@ -66,11 +66,3 @@ class Adam:
             np.divide(m, scratch, out=scratch)
             scratch *= step_size
             param -= scratch
-
-    def _scratch(self, param: np.ndarray) -> np.ndarray:
-        """A work array shaped like ``param``, reused across updates."""
-        scratch = self._scratch_arrays.get((param.shape, param.dtype))
-        if scratch is None:
-            scratch = np.empty_like(param)
-            self._scratch_arrays[(param.shape, param.dtype)] = scratch
-        return scratch

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .lstm import Workspace
+
 NUM_GATES = 1
 
 
@@ -26,20 +28,23 @@ class RNNCache:
     keep: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
 
 
-def rnn_forward(x, h0, Wx, Wh, b, keep=None):
+def rnn_forward(x, h0, Wx, Wh, b, keep=None, workspace: Workspace | None = None):
     """Run the layer over a window.
 
     x: (T, B, D); h0: (B, H); Wx: (D, H); Wh: (H, H); b: (H,); keep: (T, B, 1) or None.
-    Returns h: (T, B, H), the final state (h_T,) and an RNNCache.
+    Returns h: (T, B, H), the final state (h_T,) and an RNNCache. With a
+    ``workspace`` (one per layer), h and the cache live in arrays reused by the
+    next call with that workspace.
     """
     T, B, D = x.shape
     H = Wh.shape[0]
-    h = np.empty((T + 1, B, H), Wh.dtype)  # h[t + 1] is the output of step t
+    work = Workspace() if workspace is None else workspace
+    h = work.array("h", (T + 1, B, H), Wh.dtype)  # h[t + 1] is the output of step t
     h[0] = h0
-    h[1:] = np.matmul(x.reshape(T * B, D), Wx).reshape(T, B, H)
+    np.matmul(x.reshape(T * B, D), Wx, out=h[1:].reshape(T * B, H))
     h[1:] += b
-    h_prev = h[:-1] if keep is None else np.empty((T, B, H), Wh.dtype)
-    recurrent = np.empty((B, H), Wh.dtype)
+    h_prev = h[:-1] if keep is None else work.array("h_prev", (T, B, H), Wh.dtype)
+    recurrent = work.array("recurrent", (B, H), Wh.dtype)
     for t in range(T):
         if keep is not None:
             np.multiply(h[t], keep[t], out=h_prev[t])

@@ -1,0 +1,263 @@
+"""Training speed: characters per second, and how close that is to the machine's GEMM speed.
+
+For each configuration this times full training steps (forward, backward,
+gradient clipping and an Adam update on the next window of a random token
+stream), counts the matrix-product FLOPs of one step, and measures float32
+GEMM speed at the step's own matrix shapes. The ratio of the two FLOP rates
+says how much of the step is spent outside matrix products.
+
+    PYTHONPATH=. python benchmarks/train_speed.py
+    PYTHONPATH=. python benchmarks/train_speed.py --torch   # side by side with PyTorch
+
+``--torch`` runs the same configurations with torch.nn.LSTM on the CPU with
+the same number of threads. PyTorch is not a charrnn dependency; install it
+in a separate virtual environment.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import click
+import numpy as np
+
+from charrnn.corpus import Windows
+from charrnn.model import Model, ModelConfig, init_params
+from charrnn.optim import Adam, clip_by_global_norm_
+
+VOCAB_SIZE = 67  # 65 characters, <START> and <END>
+EMBEDDING_SIZE = 64
+THREADS = 2
+BLAS_ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    hidden_size: int
+    batch_size: int
+    seq_length: int
+    num_layers: int = 2
+
+    @property
+    def chars_per_step(self) -> int:
+        return self.batch_size * self.seq_length
+
+
+SETUPS = (Setup("a", 128, 50, 50), Setup("b", 256, 64, 100), Setup("c", 512, 64, 100))
+
+
+# -- FLOPs and GEMM speed ----------------------------------------------------
+
+def step_gemms(setup: Setup) -> list[tuple[int, int, int]]:
+    """Every matrix product (m, k, n) of one training step: (m, k) @ (k, n)."""
+    T, B, H, E, V = (setup.seq_length, setup.batch_size, setup.hidden_size,
+                     EMBEDDING_SIZE, VOCAB_SIZE)
+    gemms = []
+    for layer in range(setup.num_layers):
+        D = E if layer == 0 else H
+        gemms += [(T * B, D, 4 * H)]  # input projections of all steps
+        gemms += [(B, H, 4 * H)] * T  # recurrent products, forward
+        gemms += [(B, 4 * H, H)] * T  # recurrent products, backward
+        gemms += [(D, T * B, 4 * H), (H, T * B, 4 * H)]  # dWx, dWh
+        gemms += [(T * B, 4 * H, D)]  # dx
+    gemms += [(T * B, H, V), (H, T * B, V), (T * B, V, H)]  # logits, dW, dh of the output layer
+    return gemms
+
+
+def gemm_flops(m: int, k: int, n: int) -> int:
+    return 2 * m * k * n
+
+
+def training_flops(setup: Setup) -> int:
+    """Matrix-product FLOPs of one training step (elementwise work not counted)."""
+    return sum(gemm_flops(*shape) for shape in step_gemms(setup))
+
+
+def gemm_seconds(m: int, k: int, n: int, repeats: int = 5) -> float:
+    """Best time of one float32 (m, k) @ (k, n) product."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    out = np.empty((m, n), np.float32)
+    calls = max(1, int(2e8 / gemm_flops(m, k, n)))  # about 0.2 GFLOP per timing
+    np.matmul(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            np.matmul(a, b, out=out)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def gemm_peak(setup: Setup) -> float:
+    """FLOP/s of the step's matrix products alone, each timed at its own shape."""
+    counts: dict[tuple[int, int, int], int] = {}
+    for shape in step_gemms(setup):
+        counts[shape] = counts.get(shape, 0) + 1
+    seconds = sum(count * gemm_seconds(*shape) for shape, count in counts.items())
+    return training_flops(setup) / seconds
+
+
+# -- timing training steps ---------------------------------------------------
+
+def random_tokens(setup: Setup, num_windows: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(2, VOCAB_SIZE, num_windows * setup.chars_per_step + 1)
+
+
+def time_steps(run_step, min_steps: int, min_seconds: float) -> list[float]:
+    """Seconds of each call of run_step(index), after two warm-up calls."""
+    run_step(0)
+    run_step(1)
+    times: list[float] = []
+    while len(times) < min_steps or sum(times) < min_seconds:
+        start = time.perf_counter()
+        run_step(len(times) + 2)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def charrnn_step_times(setup: Setup, min_steps: int, min_seconds: float) -> list[float]:
+    config = ModelConfig(VOCAB_SIZE, EMBEDDING_SIZE, setup.hidden_size, setup.num_layers)
+    model = Model(config, init_params(config, np.random.default_rng(0)))
+    optimizer = Adam(model.params, 2e-3)
+    windows = Windows(random_tokens(setup, 8), setup.batch_size, setup.seq_length)
+    state = model.zero_state(setup.batch_size)
+
+    def run_step(index):
+        nonlocal state
+        inputs, targets = windows.window(index % windows.num_windows)
+        _, grads, state = model.loss_and_gradients(inputs, targets, state)
+        clip_by_global_norm_(grads, 5.0)
+        optimizer.update_(model.params, grads)
+
+    return time_steps(run_step, min_steps, min_seconds)
+
+
+def torch_step_times(setup: Setup, min_steps: int, min_seconds: float) -> list[float]:
+    """The same step in PyTorch: embedding, nn.LSTM, linear, cross-entropy, Adam."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    H = setup.hidden_size
+    embedding = torch.nn.Embedding(VOCAB_SIZE, EMBEDDING_SIZE)
+    lstm = torch.nn.LSTM(EMBEDDING_SIZE, H, setup.num_layers)  # time-major, like charrnn
+    output = torch.nn.Linear(H, VOCAB_SIZE)
+    params = [*embedding.parameters(), *lstm.parameters(), *output.parameters()]
+    optimizer = torch.optim.Adam(params, lr=2e-3)
+    windows = Windows(random_tokens(setup, 8), setup.batch_size, setup.seq_length)
+    zeros = torch.zeros(setup.num_layers, setup.batch_size, H)
+    state = (zeros, zeros)
+
+    def run_step(index):
+        nonlocal state
+        inputs, targets = (torch.from_numpy(a.astype(np.int64))
+                           for a in windows.window(index % windows.num_windows))
+        top, (h, c) = lstm(embedding(inputs), state)
+        loss = torch.nn.functional.cross_entropy(output(top).reshape(-1, VOCAB_SIZE),
+                                                 targets.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        optimizer.step()
+        state = (h.detach(), c.detach())
+
+    return time_steps(run_step, min_steps, min_seconds)
+
+
+# -- reporting ---------------------------------------------------------------
+
+def blas_description() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (install threadpoolctl to see which BLAS kernel runs)"
+    for pool in threadpool_info():
+        if pool["user_api"] == "blas":
+            return (f"{pool['internal_api']} {pool.get('version')}, kernel "
+                    f"{pool.get('architecture')}, {pool['num_threads']} threads")
+    return "no BLAS library found by threadpoolctl"
+
+
+def warn_about_blas_environment() -> None:
+    set_variables = [name for name in BLAS_ENVIRONMENT if name in os.environ]
+    if set_variables:
+        unset = " ".join(f"-u {name}" for name in set_variables)
+        click.echo(f"note: {', '.join(set_variables)} set in the environment changes which "
+                   f"OpenBLAS kernel runs; for comparable figures run:\n"
+                   f"  env {unset} PYTHONPATH=. python {' '.join(sys.argv)}", err=True)
+
+
+def chars_per_sec(setup: Setup, times: list[float]) -> float:
+    return setup.chars_per_step / statistics.median(times)
+
+
+@click.command()
+@click.option("--torch", "with_torch", is_flag=True,
+              help="Also run PyTorch's nn.LSTM on the same configurations and print ratios.")
+@click.option("--min-steps", default=8, show_default=True, help="Timed steps per configuration.")
+@click.option("--min-seconds", default=5.0, show_default=True,
+              help="Time at least this long per configuration.")
+@click.option("--only", default="abc", show_default=True, help="Which configurations to run.")
+def main(with_torch, min_steps, min_seconds, only):
+    """Print training throughput as JSON lines and a short table."""
+    # Only look for PyTorch here: importing it now could slow the charrnn runs.
+    if with_torch and importlib.util.find_spec("torch") is None:
+        raise click.ClickException(
+            "--torch needs PyTorch, which is not installed in this Python; install "
+            "torch==2.13.0 (CPU) in a separate virtual environment and run this there")
+    warn_about_blas_environment()
+    click.echo(f"BLAS: {blas_description()}", err=True)
+    setups = [setup for setup in SETUPS if setup.name in only]
+    rows = []
+    for setup in setups:  # all charrnn runs first, before PyTorch starts its threads
+        times = charrnn_step_times(setup, min_steps, min_seconds)
+        flops = training_flops(setup)
+        peak = gemm_peak(setup)
+        speed = chars_per_sec(setup, times)
+        rows.append({
+            "config": setup.name, "layers": setup.num_layers, "hidden_size": setup.hidden_size,
+            "batch_size": setup.batch_size, "seq_length": setup.seq_length,
+            "chars_per_sec": round(speed), "best_chars_per_sec": round(
+                setup.chars_per_step / min(times)),
+            "step_seconds": round(statistics.median(times), 4),
+            "gflop_per_step": round(flops / 1e9, 2),
+            "train_gflop_per_sec": round(flops / statistics.median(times) / 1e9, 1),
+            "gemm_gflop_per_sec": round(peak / 1e9, 1),
+            "fraction_of_gemm": round(flops / statistics.median(times) / peak, 2)})
+    if with_torch:
+        for setup, row in zip(setups, rows):
+            speed = chars_per_sec(setup, torch_step_times(setup, min_steps, min_seconds))
+            row["torch_chars_per_sec"] = round(speed)
+            row["charrnn_over_torch"] = round(row["chars_per_sec"] / speed, 2)
+    for row in rows:
+        click.echo(json.dumps(row))
+    print_table(rows, with_torch)
+
+
+def print_table(rows: list[dict], with_torch: bool) -> None:
+    header = f"\n{'config':<14} {'chars/s':>9} {'GFLOP/s':>8} {'GEMM GFLOP/s':>13} {'of GEMM':>8}"
+    if with_torch:
+        header += f" {'torch chars/s':>14} {'ratio':>6}"
+    click.echo(header)
+    for row in rows:
+        name = f"{row['config']} {row['layers']}x{row['hidden_size']} " \
+               f"{row['batch_size']}x{row['seq_length']}"
+        line = (f"{name:<14} {row['chars_per_sec']:>9,} {row['train_gflop_per_sec']:>8} "
+                f"{row['gemm_gflop_per_sec']:>13} {row['fraction_of_gemm']:>8.0%}")
+        if with_torch:
+            line += f" {row['torch_chars_per_sec']:>14,} {row['charrnn_over_torch']:>6}"
+        click.echo(line)
+
+
+if __name__ == "__main__":
+    main()
