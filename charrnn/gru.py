@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lstm import Workspace, sigmoid_
+from .recurrent import Workspace, sigmoid_, weight_gradients
 
 GATE_ORDER = ("reset", "update", "candidate")
 NUM_GATES = 3
@@ -95,7 +95,6 @@ def gru_backward(dh, cache: GRUCache, Wx, Wh):
     Returns dx: (T, B, D), dWx: (D, 3H), dWh: (H, 3H), db: (3H,).
     """
     T, B, H = dh.shape
-    D = cache.x.shape[-1]
     gates = cache.gates.reshape(T, B, NUM_GATES, H)
     r, z, n = gates[:, :, 0], gates[:, :, 1], gates[:, :, 2]
     # Per-step factors for all T steps at once.
@@ -118,13 +117,7 @@ def gru_backward(dh, cache: GRUCache, Wx, Wh):
         dh_next += dh_t * z[t]
         if cache.keep is not None:
             dh_next *= cache.keep[t]
-    dax = dax.reshape(T * B, NUM_GATES * H)
-    dah = dah.reshape(T * B, NUM_GATES * H)
-    dWx = cache.x.reshape(T * B, D).T @ dax
-    dWh = cache.h_prev.reshape(T * B, H).T @ dah
-    db = dax.sum(axis=0)
-    dx = (dax @ Wx.T).reshape(T, B, D)
-    return dx, dWx, dWh, db
+    return weight_gradients(cache.x, cache.h_prev, dax, dah, Wx, Workspace())
 
 
 def gru_step(x, state, Wx, Wh, b):

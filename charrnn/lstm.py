@@ -26,36 +26,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from .recurrent import Workspace, weight_gradients
+
 GATE_ORDER = ("input", "forget", "output", "candidate")
-
-
-class Workspace:
-    """Named arrays kept from one window to the next.
-
-    A window's big arrays (the gates alone are T * B * 4H numbers) would
-    otherwise be allocated afresh at every step, and the operating system
-    would zero their pages each time. An array is made again only when its
-    shape or dtype changes.
-    """
-
-    def __init__(self):
-        self._arrays: dict[str, np.ndarray] = {}
-
-    def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """An uninitialised array of this shape and dtype, the same one as last time if it fits."""
-        array = self._arrays.get(name)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = self._arrays[name] = np.empty(shape, dtype)
-        return array
-
-
-def sigmoid_(a: np.ndarray) -> np.ndarray:
-    """Logistic sigmoid in place, as 0.5 * tanh(a / 2) + 0.5: no overflow for any a."""
-    a *= 0.5
-    np.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
-    return a
 
 
 def _per_gate(shape: tuple[int, ...], dtype, sigmoid_value: float, tanh_value: float) -> np.ndarray:
@@ -195,7 +168,6 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
     dWh: (H, 4H), db: (4H,).
     """
     T, B, H = dh.shape
-    D = cache.x.shape[-1]
     dtype = dh.dtype
     work = cache.workspace
     da = work.array("da", (T, B, 4 * H), dtype)  # gradient of the pre-activations
@@ -229,14 +201,7 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
         if cache.keep is not None:
             dc_next *= cache.keep[t]
             dh_next *= cache.keep[t]
-    # Weight gradients summed over all T steps, each in one matrix product.
-    da = da.reshape(T * B, 4 * H)
-    dWx = cache.x.reshape(T * B, D).T @ da
-    dWh = cache.h_prev.reshape(T * B, H).T @ da
-    db = np.ones(T * B, dtype) @ da  # column sums; a few times faster than da.sum(axis=0)
-    dx = work.array("dx", (T, B, D), dtype)
-    np.matmul(da, Wx.T, out=dx.reshape(T * B, D))
-    return dx, dWx, dWh, db
+    return weight_gradients(cache.x, cache.h_prev, da, da, Wx, work)
 
 
 def lstm_step(x, state, Wx, Wh, b):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lstm import Workspace
+from .recurrent import Workspace, weight_gradients
 
 NUM_GATES = 1
 
@@ -61,7 +61,6 @@ def rnn_backward(dh, cache: RNNCache, Wx, Wh):
     Returns dx: (T, B, D), dWx: (D, H), dWh: (H, H), db: (H,).
     """
     T, B, H = dh.shape
-    D = cache.x.shape[-1]
     dtanh = 1 - cache.h * cache.h  # (T, B, H)
     da = np.empty((T, B, H), dh.dtype)  # gradient of the pre-activations
     dh_next = np.zeros((B, H), dh.dtype)
@@ -71,11 +70,7 @@ def rnn_backward(dh, cache: RNNCache, Wx, Wh):
         np.matmul(da[t], Wh.T, out=dh_next)
         if cache.keep is not None:
             dh_next *= cache.keep[t]
-    da = da.reshape(T * B, H)
-    dWx = cache.x.reshape(T * B, D).T @ da
-    dWh = cache.h_prev.reshape(T * B, H).T @ da
-    dx = (da @ Wx.T).reshape(T, B, D)
-    return dx, dWx, dWh, da.sum(axis=0)
+    return weight_gradients(cache.x, cache.h_prev, da, da, Wx, Workspace())
 
 
 def rnn_step(x, state, Wx, Wh, b):

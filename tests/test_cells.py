@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.lstm import lstm_forward, sigmoid_
+from charrnn.lstm import lstm_forward
+from charrnn.recurrent import sigmoid_
 from charrnn.model import Model, ModelConfig, init_params
 from charrnn.vocab import START_ID
 
