@@ -31,11 +31,11 @@ from .optim import Adam, clip_by_global_norm_
 class TrainSettings:
     """How to train: data layout, optimization, when to stop and evaluate."""
 
-    seq_length: int = 100
+    seq_length: int = 64
     seq_length_schedule: str | None = None  # "START:END": windows grow from START to END steps
     batch_size: int = 64
-    lr: float = 2e-3
-    lr_schedule: str = "constant"  # "constant", "cosine" or "plateau"
+    lr: float = 3e-3
+    lr_schedule: str = "cosine"  # "constant", "cosine" or "plateau"
     warmup_steps: int = 0
     clip: float = 5.0
     dropout: float = 0.0  # probability of dropping each layer output while training

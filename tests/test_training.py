@@ -28,7 +28,7 @@ def make_trainer(text, out, *, records=False, hidden_size=32, **settings):
 
 def test_hello_is_learned_as_a_record_and_ends_by_itself(tmp_path):
     trainer = make_trainer("hello", tmp_path / "hello.npz", records=True, hidden_size=16,
-                           lr=1e-2, max_steps=100)
+                           lr=1e-2, max_steps=100, lr_schedule="constant")
     assert trainer.corpus.vocab == Vocabulary(("e", "h", "l", "o"))
     trainer.run()
     pieces = list(generate(trainer.model, trainer.corpus.vocab, seed=0, temperature=0,
@@ -39,14 +39,15 @@ def test_hello_is_learned_as_a_record_and_ends_by_itself(tmp_path):
 
 def test_overfits_a_short_text(tmp_path):
     text = "It was the best of times, it was the worst of times, it was the age of wisdom."
-    trainer = make_trainer(text, tmp_path / "short.npz", batch_size=1, lr=1e-2, max_steps=200)
+    trainer = make_trainer(text, tmp_path / "short.npz", batch_size=1, seq_length=100, lr=1e-2,
+                           max_steps=200, lr_schedule="constant")
     trainer.run()
     assert score_tokens(trainer.model, trainer.corpus.train_tokens).nats_per_char < 0.05
 
 
 def test_validation_loss_falls(tmp_path):
     trainer = make_trainer(TINY_TEXT, tmp_path / "tiny.npz", seq_length=16, batch_size=4,
-                           max_steps=60, eval_every=20, val_fraction=0.1)
+                           max_steps=60, eval_every=20, val_fraction=0.1, lr_schedule="constant")
     before = trainer.validate()
     events = []
     trainer.run(events.append)
@@ -80,7 +81,8 @@ def test_stop_request_finishes_the_step_and_saves(tmp_path):
 
 
 @pytest.mark.parametrize("extra, interrupted", [
-    ({}, False),  # a run of 12 steps, resumed with --max-steps 24
+    # a run of 12 steps, resumed with --max-steps 24: the same only at a constant rate
+    ({"lr_schedule": "constant"}, False),
     # schedules follow the planned length: a run planned for 24 steps, stopped at 12
     ({"seq_length_schedule": "4:16", "dropout": 0.1, "lr_schedule": "cosine"}, True),
 ])
@@ -145,7 +147,7 @@ def test_cosine_schedule_decays_to_a_tenth_and_warmup_ramps(tmp_path):
 
 def test_plateau_halves_the_rate_and_patience_stops_early(tmp_path):
     trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length=16, batch_size=4,
-                           max_steps=1000, eval_every=1, lr_schedule="plateau", patience=4,
+                           max_steps=1000, eval_every=1, lr_schedule="plateau", patience=4, lr=2e-3,
                            val_fraction=0.2)
     trainer.validate = iter([3.0, 2.0, 2.5, 2.4, 2.2, 2.1, 9.9]).__next__
     assert trainer.run() == "no improvement"

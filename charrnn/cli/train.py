@@ -19,6 +19,7 @@ from ..train import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, STOP_LIMITS, TrainSetting
                      parse_seq_length_schedule, resume_trainer, settings_from_checkpoint)
 from .output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
 
+DEFAULTS = TrainSettings()
 ARCHITECTURE_OPTIONS = ("cell", "hidden_size", "num_layers", "embedding_size")
 TRAINING_OPTIONS = tuple(setting.name for setting in fields(TrainSettings))
 
@@ -105,22 +106,22 @@ def check_architecture(checkpoint, given: dict) -> None:
               help="Stacked recurrent layers.")
 @click.option("--embedding-size", type=click.IntRange(min=1), default=64,
               help="Size of the learned character embedding.")
-@click.option("--seq-length", type=click.IntRange(min=1), default=100,
+@click.option("--seq-length", type=click.IntRange(min=1), default=DEFAULTS.seq_length,
               help="Time steps per window (truncated backpropagation through time).")
 @click.option("--seq-length-schedule", metavar="START:END", default=None,
               callback=lambda ctx, param, value: check_schedule(value),
               help="Grow the windows from START to END steps over the first half of training "
                    "(in place of --seq-length).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64,
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size,
               help="Parallel streams per step.")
-@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=2e-3,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=DEFAULTS.lr,
               help="Adam learning rate.")
-@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant",
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule,
               help="constant; cosine: decay to a tenth of --lr by the step, epoch (or time) "
                    "limit; plateau: halve after two evaluations without improvement.")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0,
               help="Raise the learning rate linearly from zero over this many steps.")
-@click.option("--clip", type=FiniteFloatRange(min=0), default=5.0,
+@click.option("--clip", type=FiniteFloatRange(min=0), default=DEFAULTS.clip,
               help="Clip gradients to this global norm (0: no clipping).")
 @click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=0.0,
               help="Drop each layer's outputs with this probability while training.")
@@ -133,7 +134,7 @@ def check_architecture(checkpoint, given: dict) -> None:
                    "when no limit is given].")
 @click.option("--max-time", type=FiniteFloatRange(min=0), default=None,
               help="Stop after this many seconds of this run.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=100,
+@click.option("--eval-every", type=click.IntRange(min=1), default=DEFAULTS.eval_every,
               help="Evaluate on the validation text and save a checkpoint every this many steps.")
 @click.option("--save-every", type=click.IntRange(min=1), default=None,
               help="Also save a checkpoint every this many steps.")
