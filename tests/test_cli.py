@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn import __version__
-from charrnn.checkpoint import load_checkpoint
+from charrnn.checkpoint import load_checkpoint, pretrained_model
 from charrnn.cli import cli
 
 from conftest import TINY_TEXT
@@ -355,3 +355,12 @@ def test_export_slims_a_checkpoint_for_sampling(tmp_path, tiny_checkpoint, tiny_
     assert "40 steps" in run("info", slim).stdout
     refused = run("train", tiny_text_file, "--resume", slim, "--out", tmp_path / "x.npz")
     assert refused.exit_code == 1 and "exported for sampling" in refused.stderr
+
+
+def test_sample_with_no_checkpoint_uses_the_shipped_model():
+    result = run("sample", "--seed", 5, "-n", 200)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout) > 100 and result.stderr == ""
+    shipped = load_checkpoint(pretrained_model())
+    assert shipped.training["best_val_loss"] < 1.6  # nats/char on tinyshakespeare
+    assert set(result.stdout) <= set(shipped.vocab.chars)

@@ -115,6 +115,8 @@ def info(checkpoint, as_json):
         click.echo(json.dumps(details))
         return
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     architecture = details["architecture"]
     table.add_row("architecture", f"{architecture['num_layers']} x {architecture['cell'].upper()} "
                   f"{architecture['hidden_size']}, "
