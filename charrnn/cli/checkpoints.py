@@ -13,7 +13,7 @@ from ..corpus import read_text, sequence_tokens, source_name, split_records
 from ..errors import CharrnnError
 from ..evaluate import breakdown, score_tokens
 from ..train import training_settings
-from .output import encoding_option, errors_option
+from .output import encoding_option, errors_option, stdout_console
 
 
 @click.command(name="eval")
@@ -78,12 +78,11 @@ HARDEST_SHOWN = 15
 
 def print_breakdown(by_class, by_token, score) -> None:
     """Two rich tables: loss by character class, and the hardest characters."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..info import printable_char
 
-    console = Console(highlight=False)
+    console = stdout_console(highlight=False)
     classes = Table(title="loss by character class", title_justify="left")
     for column in ("class", "count", "share of text", "nats/char", "share of loss"):
         classes.add_column(column, justify="left" if column == "class" else "right")
@@ -104,7 +103,6 @@ def print_breakdown(by_class, by_token, score) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def info(checkpoint, as_json):
     """Show what a checkpoint holds: architecture, vocabulary, training and loss curves."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..info import loss_plot, summary
@@ -143,7 +141,7 @@ def info(checkpoint, as_json):
             table.add_row("exported", "for sampling: no optimizer state, cannot be resumed")
     else:
         table.add_row("trained", "no training state saved")
-    console = Console(soft_wrap=True, highlight=False)
+    console = stdout_console(soft_wrap=True, highlight=False)
     console.print(table)
     plot = loss_plot(loaded)
     if plot:

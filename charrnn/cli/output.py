@@ -49,3 +49,15 @@ def quiet_broken_pipe() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def stdout_console(**options):
+    """A rich Console on stdout that leaves a closed pipe to the command line's handler
+    (rich's own exits with status 1)."""
+    from rich.console import Console
+
+    class PipeFriendlyConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return PipeFriendlyConsole(**options)
