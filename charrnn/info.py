@@ -80,7 +80,8 @@ def plot_curves(series: dict[str, list[tuple[float, float]]], markers: dict[str,
 def loss_plot(checkpoint: Checkpoint) -> list[str]:
     """Training (·) and validation (●) loss against step, from the checkpoint's history."""
     history = (checkpoint.training or {}).get("history", [])
-    train = [(entry["step"], entry["train_loss"]) for entry in history]
+    train = [(entry["step"], entry["train_loss"]) for entry in history
+             if entry["train_loss"] is not None]
     val = [(entry["step"], entry["val_loss"]) for entry in history
            if entry["val_loss"] is not None]
     return plot_curves({"train": train, "val": val}, {"train": "·", "val": "●"})

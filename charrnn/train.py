@@ -90,6 +90,10 @@ class TrainEvent:
     checkpoint: str | None = None  # where it saved, on eval and end
 
 
+def mean_or_none(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
 class TrainingDiverged(CharrnnError):
     pass
 
@@ -125,6 +129,7 @@ class Trainer:
         self.run_start = time.monotonic()
         self.last_lr = self.settings.lr  # the rate of the latest update
         self.losses: list[float] = []  # of the steps since the last evaluation
+        self.grad_norms: list[float] = []  # before clipping, of the same steps
         self.chars_this_run = 0
 
     # -- limits --------------------------------------------------------------
@@ -190,6 +195,7 @@ class Trainer:
         grad_norm = clip_by_global_norm_(grads, self.settings.clip)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             raise self._diverged(f"loss {loss}, gradient norm {grad_norm}")
+        self.grad_norms.append(grad_norm)
         self.last_lr = self.learning_rate()
         self.optimizer.update_(self.model.params, grads, self.last_lr)
         self.position.step += 1
@@ -228,6 +234,7 @@ class Trainer:
         self.run_start = time.monotonic()
         self.chars_this_run = 0
         self.losses.clear()
+        self.grad_norms.clear()
         outcome = "limit"
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is caught, not warned
             while not self.limit_reached():
@@ -269,13 +276,14 @@ class Trainer:
         report = self._event(kind, val_loss, str(self.out))
         self.history.append({"step": self.position.step, "epoch": report.epoch,
                              "elapsed": self.elapsed_before + report.elapsed,
-                             "train_loss": report.train_loss, "val_loss": val_loss,
-                             "lr": self.last_lr})
+                             "train_loss": mean_or_none(self.losses), "val_loss": val_loss,
+                             "grad_norm": mean_or_none(self.grad_norms), "lr": self.last_lr})
         improved = self._record_validation(val_loss)
         self.save()
         if improved and self.settings.keep_best:
             self.save(self.best_path)
         self.losses.clear()
+        self.grad_norms.clear()
         return report
 
     def _record_validation(self, val_loss: float | None) -> bool:

@@ -53,6 +53,7 @@ def test_validation_loss_falls(tmp_path):
     trainer.run(events.append)
     evaluations = [event for event in events if event.kind == "eval"]
     assert [event.step for event in evaluations] == [20, 40, 60]
+    assert all(entry["grad_norm"] > 0 and entry["train_loss"] > 0 for entry in trainer.history)
     assert evaluations[-1].val_loss < before - 0.5
     assert events[-1].kind == "end" and events[-1].checkpoint == str(tmp_path / "tiny.npz")
 
