@@ -82,7 +82,7 @@ class TrainEvent:
     kind: str
     step: int
     epoch: float  # epochs done, fractional
-    train_loss: float  # mean over the steps since the last evaluation
+    train_loss: float | None  # mean over the steps since the last evaluation, if any
     val_loss: float | None  # nats per character, when just evaluated
     chars_per_sec: float  # training throughput of this run
     elapsed: float  # seconds of this run
@@ -264,7 +264,7 @@ class Trainer:
         elapsed = self.run_elapsed()
         return TrainEvent(
             kind=kind, step=self.position.step, epoch=self.epochs_done(),
-            train_loss=float(np.mean(self.losses)) if self.losses else math.nan,
+            train_loss=mean_or_none(self.losses),
             val_loss=val_loss, chars_per_sec=self.chars_this_run / max(elapsed, 1e-9),
             elapsed=elapsed, fraction_done=self.fraction_done(), checkpoint=checkpoint)
 
@@ -276,7 +276,7 @@ class Trainer:
         report = self._event(kind, val_loss, str(self.out))
         self.history.append({"step": self.position.step, "epoch": report.epoch,
                              "elapsed": self.elapsed_before + report.elapsed,
-                             "train_loss": mean_or_none(self.losses), "val_loss": val_loss,
+                             "train_loss": report.train_loss, "val_loss": val_loss,
                              "grad_norm": mean_or_none(self.grad_norms), "lr": self.last_lr})
         improved = self._record_validation(val_loss)
         self.save()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -13,7 +11,7 @@ BAR_TOTAL = 1000
 
 
 def _loss(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+    return "-" if value is None else f"{value:.4f}"
 
 
 def log_line(event: TrainEvent) -> str:
@@ -34,7 +32,7 @@ class TrainingReporter:
         self.progress: Progress | None = None
         self.task = None
         self.val_loss: float | None = None
-        self.train_loss = math.nan
+        self.train_loss: float | None = None
         self.logged_step: int | None = None  # the step of the last log line
 
     def __enter__(self) -> TrainingReporter:
@@ -59,7 +57,7 @@ class TrainingReporter:
     def __call__(self, event: TrainEvent) -> None:
         if event.val_loss is not None:
             self.val_loss = event.val_loss
-        if not math.isnan(event.train_loss):
+        if event.train_loss is not None:
             self.train_loss = event.train_loss
         if self.progress is not None:
             completed = None if event.fraction_done is None else event.fraction_done * BAR_TOTAL
