@@ -188,6 +188,11 @@ def _build_model(path: str, metadata: dict, arrays: dict[str, np.ndarray]):
         config = ModelConfig(**metadata["model"])
         if any(not isinstance(char, str) or len(char) != 1 for char in vocab.chars):
             raise ValueError("vocabulary entries must be single characters")
+        sizes = (config.vocab_size, config.embedding_size, config.hidden_size, config.num_layers)
+        if not all(type(size) is int and size >= 1 for size in sizes):
+            raise ValueError("the model's sizes must be whole numbers of at least 1")
+        if not isinstance(metadata.get("training"), (dict, type(None))):
+            raise ValueError("the training state must be an object")
     except (KeyError, TypeError, ValueError) as error:
         raise CharrnnError(f"{path}: damaged checkpoint metadata ({error})") from None
     if config.vocab_size != len(vocab.chars) + NUM_SPECIAL:
@@ -197,9 +202,11 @@ def _build_model(path: str, metadata: dict, arrays: dict[str, np.ndarray]):
         array = arrays.get(PARAM_PREFIX + name)
         if array is None:
             raise CharrnnError(f"{path}: damaged checkpoint (no array {name!r})")
-        if array.shape != shape or array.dtype.kind != "f":
+        dtype = arrays.get(PARAM_PREFIX + "output.weight", array).dtype
+        if array.shape != shape or array.dtype.kind != "f" or array.dtype != dtype:
             raise CharrnnError(f"{path}: damaged checkpoint ({name!r} has shape {array.shape} "
-                               f"and type {array.dtype}, expected {shape} floats)")
+                               f"and type {array.dtype}, expected {shape} of the model's "
+                               f"float type)")
         if not np.isfinite(array).all():
             raise CharrnnError(f"{path}: damaged checkpoint ({name!r} holds NaN or infinity)")
         params[name] = array

@@ -50,10 +50,16 @@ def _read_error(source: str, error: OSError) -> CharrnnError:
     return CharrnnError(f"{source}: cannot read ({error.strerror})")
 
 
+def read_stdin() -> bytes:
+    if sys.stdin is None:
+        raise CharrnnError("standard input is closed")
+    return sys.stdin.buffer.read()
+
+
 def read_bytes(source: str) -> bytes:
     """The bytes of a file, or of standard input for ``-``, with errors a user can read."""
     if source == "-":
-        return sys.stdin.buffer.read()
+        return read_stdin()
     try:
         return Path(source).read_bytes()
     except OSError as error:
@@ -67,7 +73,7 @@ def chunk_reader(source: str, chunk_size: int = CHUNK_SIZE) -> Callable[[], Iter
     can be read only once, is read whole now and kept in memory.
     """
     if source == "-":
-        data = sys.stdin.buffer.read()
+        data = read_stdin()
         return lambda: (data[start: start + chunk_size] for start in range(0, len(data), chunk_size))
 
     def read_file() -> Iterator[bytes]:

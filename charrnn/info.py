@@ -22,20 +22,25 @@ def printable_char(char: str) -> str:
     return char
 
 
+def last_epoch(history: list[dict]) -> float:
+    """Epochs done at the latest evaluation (for checkpoints that predate ``epochs``)."""
+    return history[-1]["epoch"] if history else 0.0
+
+
 def summary(checkpoint: Checkpoint) -> dict:
     """Everything worth knowing about a checkpoint, as JSON-able values."""
     config = checkpoint.model.config
     result = {
         "architecture": {**config.to_dict(), "parameters": config.num_params(),
                          "dtype": str(checkpoint.model.dtype)},
-        "vocabulary": "".join(printable_char(char) for char in checkpoint.vocab.chars),
+        "vocabulary": list(checkpoint.vocab.chars),
     }
     training = checkpoint.training
     if training:
         try:
             result["training"] = {
                 "steps": training["position"]["step"],
-                "epochs": training["history"][-1]["epoch"] if training["history"] else 0.0,
+                "epochs": training.get("epochs") or last_epoch(training["history"]),
                 "seconds": round(training["elapsed"], 1),
                 "best_val_loss": training["best_val_loss"],
                 "corpus_sha256": training["corpus"]["checksum"],
@@ -45,7 +50,7 @@ def summary(checkpoint: Checkpoint) -> dict:
                 "settings": training["settings"],
             }
         except (KeyError, TypeError, IndexError) as error:
-            raise CharrnnError(f"damaged checkpoint training metadata ({error})") from None
+            raise CharrnnError(f"damaged training metadata in the checkpoint ({error})") from None
     return result
 
 

@@ -70,7 +70,7 @@ def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
         return greedy
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = logits / temperature  # all 0 at an infinite temperature: uniform
-    scaled[:, START_ID] = -np.inf
+    scaled[:, START_ID] = -np.inf  # -inf / inf is NaN
     overflowed = ~np.isfinite(scaled.max(axis=1))  # a temperature so small it is 0
     scaled[overflowed] = np.where(np.arange(scaled.shape[1]) == greedy[overflowed, None],
                                   0.0, -np.inf)

@@ -127,6 +127,7 @@ class Trainer:
             raise CharrnnError(f"the checkpoint's carried state does not have the shape "
                                f"{expected}")
         self.run_start = time.monotonic()
+        self.saved_step: int | None = None  # the step of this run's latest save to ``out``
         self.last_lr = self.settings.lr  # the rate of the latest update
         self.losses: list[float] = []  # of the steps since the last evaluation
         self.grad_norms: list[float] = []  # before clipping, of the same steps
@@ -189,6 +190,8 @@ class Trainer:
     def train_step(self) -> float:
         """One update on the next window; returns its loss (nats per character)."""
         seq_length = self.seq_length()
+        if self.position.offset + seq_length > self.windows.stream_length:
+            self._next_epoch()  # a window schedule timed by the clock grew past the end
         inputs, targets = self.windows.span(self.position.offset, seq_length)
         loss, grads, state = self.model.loss_and_gradients(
             inputs, targets, self.state, self.settings.dropout, self.rng)
@@ -200,16 +203,21 @@ class Trainer:
         self.optimizer.update_(self.model.params, grads, self.last_lr)
         self.position.step += 1
         self.position.offset += seq_length
-        if self.position.offset + self.seq_length() > self.windows.stream_length:
-            self.position.epoch += 1
-            self.position.offset = 0
-            state = self.model.zero_state(self.windows.batch_size)
+        self.chars_this_run += self.windows.batch_size * seq_length
         self.state = state
+        if self.position.offset + self.seq_length() > self.windows.stream_length:
+            self._next_epoch()
         return loss
 
+    def _next_epoch(self) -> None:
+        """Back to the start of the streams, from a zero state."""
+        self.position.epoch += 1
+        self.position.offset = 0
+        self.state = self.model.zero_state(self.windows.batch_size)
+
     def _diverged(self, reason: str) -> TrainingDiverged:
-        kept = (f"{self.out} keeps the last good weights" if self.out.exists()
-                else "no checkpoint was saved")
+        kept = (f"{self.out} keeps the weights of step {self.saved_step}"
+                if self.saved_step is not None else "this run saved no checkpoint")
         return TrainingDiverged(f"training diverged at step {self.position.step} ({reason}); "
                                 f"{kept}; try a lower --lr or --clip")
 
@@ -238,7 +246,6 @@ class Trainer:
         outcome = "limit"
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is caught, not warned
             while not self.limit_reached():
-                self.chars_this_run += self.windows.batch_size * self.seq_length()
                 self.losses.append(self.train_step())
                 on_event(self._event("step"))
                 step = self.position.step
@@ -253,7 +260,7 @@ class Trainer:
                         break
                 elif self.settings.save_every and step % self.settings.save_every == 0:
                     self.save()
-            if self.history and self.history[-1]["step"] == self.position.step:
+            if self.saved_step == self.position.step and self.history:
                 on_event(self._event("end", self.history[-1]["val_loss"], str(self.out)))
             else:
                 on_event(self._evaluate_and_save("end"))
@@ -319,6 +326,7 @@ class Trainer:
         training = {
             "settings": asdict(self.settings),
             "position": asdict(self.position),
+            "epochs": self.epochs_done(),
             "window": {"batch_size": self.windows.batch_size,
                        "seq_length": self.windows.seq_length},
             "elapsed": self.elapsed_before + self.run_elapsed(),
@@ -332,6 +340,8 @@ class Trainer:
         }
         save_checkpoint(path or self.out,
                         Checkpoint(self.model, self.corpus.vocab, training, arrays))
+        if path is None:
+            self.saved_step = self.position.step
 
 
 def parse_seq_length_schedule(schedule: str | None, seq_length: int) -> tuple[int, int]:

@@ -17,7 +17,8 @@ from charrnn.checkpoint import load_checkpoint
 from charrnn.corpus import build_corpus
 from charrnn.model import ModelConfig
 from charrnn.sample import generate
-from charrnn.train import TrainingDiverged, TrainSettings, new_trainer, settings_from_checkpoint
+from charrnn.train import (TrainingDiverged, TrainSettings, new_trainer, resume_trainer,
+                           settings_from_checkpoint)
 
 from conftest import TINY_TEXT
 
@@ -119,7 +120,7 @@ def test_weights_that_stop_being_finite_are_never_saved(tmp_path):
     tiny_trainer(out, max_steps=4, eval_every=2).run()
     good = load_checkpoint(out).model.params["output.weight"].copy()
     trainer = tiny_trainer(out, max_steps=4, eval_every=2, lr=1e300)
-    with pytest.raises(TrainingDiverged, match=f"{out} keeps the last good weights"):
+    with pytest.raises(TrainingDiverged, match="this run saved no checkpoint"):
         trainer.run()
     np.testing.assert_array_equal(load_checkpoint(out).model.params["output.weight"], good)
 
@@ -139,3 +140,14 @@ def test_checkpoints_get_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_resume_with_nothing_left_to_train_still_writes_its_output(tmp_path):
+    first = tmp_path / "first.npz"
+    tiny_trainer(first, max_steps=4, eval_every=2).run()
+    checkpoint = load_checkpoint(first)
+    trainer = resume_trainer(checkpoint, tiny_trainer(first).corpus,
+                             settings_from_checkpoint(checkpoint, {"max_steps": 3}),
+                             tmp_path / "copy.npz")
+    trainer.run()
+    assert load_checkpoint(tmp_path / "copy.npz").training["position"]["step"] == 4

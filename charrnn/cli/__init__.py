@@ -32,7 +32,10 @@ class CharrnnGroup(click.Group):
         try:
             status = super().main(args, prog_name, complete_var, False, **extra)
         except click.exceptions.NoArgsIsHelpError as error:  # plain `charrnn`
-            click.echo(error.ctx.get_help())
+            try:
+                click.echo(error.ctx.get_help())
+            except BrokenPipeError:
+                quiet_broken_pipe()
             sys.exit(0)
         except click.UsageError as error:
             hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
@@ -54,6 +57,8 @@ class CharrnnGroup(click.Group):
         except BrokenPipeError:  # the reader went away (`... | head`): that is fine
             quiet_broken_pipe()
             return 0
+        except OSError as error:  # such as a full disk under `> out.txt`
+            raise CharrnnError(f"cannot write the output: {error.strerror}") from None
 
 
 @click.group(cls=CharrnnGroup, context_settings={"help_option_names": ["-h", "--help"],

@@ -105,7 +105,7 @@ def info(checkpoint, as_json):
     """Show what a checkpoint holds: architecture, vocabulary, training and loss curves."""
     from rich.table import Table
 
-    from ..info import loss_plot, summary
+    from ..info import loss_plot, printable_char, summary
 
     loaded = load_checkpoint(checkpoint)
     details = summary(loaded)
@@ -121,7 +121,7 @@ def info(checkpoint, as_json):
                   f"embedding {architecture['embedding_size']}, {architecture['dtype']}")
     table.add_row("parameters", f"{architecture['parameters']:,}")
     table.add_row("vocabulary", f"{architecture['vocab_size']} tokens: <START> <END> "
-                  f"{details['vocabulary']}")
+                  + "".join(printable_char(char) for char in details["vocabulary"]))
     training = details.get("training")
     if training:
         best = training["best_val_loss"]

@@ -37,7 +37,7 @@ from .output import (FiniteFloatRange, StdoutText, encoding_option, errors_optio
               help="Read the text to start from from this file.")
 @encoding_option
 @errors_option
-@click.option("--seed", type=int, default=None, help="Seed for the draws  [default: random]",
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for the draws  [default: random]",
               show_default=False)
 @click.option("--num-samples", "-k", type=click.IntRange(min=1), default=1,
               help="Samples to generate, drawn together; each ends with a newline.")

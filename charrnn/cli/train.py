@@ -51,7 +51,7 @@ class StopOnSignal:
             self.received = number
             raise KeyboardInterrupt
         self.received = number
-        click.echo("\nstopping after this step (press Ctrl-C again to quit at once)", err=True)
+        click.echo("stopping after this step (send the signal again to quit at once)", err=True)
 
     def requested(self) -> bool:
         return self.received is not None
@@ -125,7 +125,7 @@ def check_architecture(checkpoint, given: dict) -> None:
               help="Clip gradients to this global norm (0: no clipping).")
 @click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=0.0,
               help="Drop each layer's outputs with this probability while training.")
-@click.option("--seed", type=int, default=0,
+@click.option("--seed", type=click.IntRange(min=0), default=0,
               help="Seed for the initial weights and dropout.")
 @click.option("--max-steps", type=click.IntRange(min=0), default=None,
               help="Stop after this many updates in all (counting resumed ones).")
@@ -153,6 +153,8 @@ def train(ctx, file, out, resume, encoding, errors, **options):
     source = file if file is not None else default_corpus()
     if options["records"] and not options["delimiter"]:
         raise click.BadParameter("must not be empty", param_hint="'--delimiter'")
+    if out == "":
+        raise click.BadParameter("must not be empty", param_hint="'--out'")
     out_path = Path(out or resume or default_checkpoint_path(source))
     if source != "-" and out_path.resolve() == Path(source).resolve():
         raise click.BadParameter("is the training text itself", param_hint="'--out'")
