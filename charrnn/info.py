@@ -22,11 +22,6 @@ def printable_char(char: str) -> str:
     return char
 
 
-def last_epoch(history: list[dict]) -> float:
-    """Epochs done at the latest evaluation (for checkpoints that predate ``epochs``)."""
-    return history[-1]["epoch"] if history else 0.0
-
-
 def summary(checkpoint: Checkpoint) -> dict:
     """Everything worth knowing about a checkpoint, as JSON-able values."""
     config = checkpoint.model.config
@@ -40,7 +35,7 @@ def summary(checkpoint: Checkpoint) -> dict:
         try:
             result["training"] = {
                 "steps": training["position"]["step"],
-                "epochs": training.get("epochs") or last_epoch(training["history"]),
+                "epochs": training["epochs"],
                 "seconds": round(training["elapsed"], 1),
                 "best_val_loss": training["best_val_loss"],
                 "corpus_sha256": training["corpus"]["checksum"],
