@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .gru import gru_backward, gru_forward, gru_step
-from .lstm import lstm_backward, lstm_forward, lstm_step
-from .rnn import rnn_backward, rnn_forward, rnn_step
+from . import gru, lstm, rnn
 
 
 @dataclass(frozen=True)
@@ -17,6 +15,8 @@ class Cell:
     forward(x, *state, Wx, Wh, b, keep, workspace) -> (h (T, B, H), final state, cache)
     backward(dh, cache, Wx, Wh) -> (dx, dWx, dWh, db)
     step(x, state, Wx, Wh, b) -> new state
+    unit_values(cache, h, kind) -> (T, B, H) one of ``unit_kinds`` at every step of the
+        forward pass that made ``cache`` and ``h`` (views of its arrays)
     A state is a tuple of (B, H) arrays named by ``state_names``, h first.
     """
 
@@ -26,10 +26,15 @@ class Cell:
     forward: Callable
     backward: Callable
     step: Callable
+    unit_kinds: tuple[str, ...]  # the first is the one to look at by default
+    unit_values: Callable
 
 
 CELLS = {
-    "lstm": Cell("lstm", 4, ("h", "c"), lstm_forward, lstm_backward, lstm_step),
-    "gru": Cell("gru", 3, ("h",), gru_forward, gru_backward, gru_step),
-    "rnn": Cell("rnn", 1, ("h",), rnn_forward, rnn_backward, rnn_step),
+    "lstm": Cell("lstm", 4, ("h", "c"), lstm.lstm_forward, lstm.lstm_backward, lstm.lstm_step,
+                 lstm.UNIT_KINDS, lstm.lstm_unit_values),
+    "gru": Cell("gru", 3, ("h",), gru.gru_forward, gru.gru_backward, gru.gru_step,
+                gru.UNIT_KINDS, gru.gru_unit_values),
+    "rnn": Cell("rnn", 1, ("h",), rnn.rnn_forward, rnn.rnn_backward, rnn.rnn_step,
+                rnn.UNIT_KINDS, rnn.rnn_unit_values),
 }

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .recurrent import Workspace, sigmoid_, weight_gradients
+from .recurrent import Workspace, gate_values, sigmoid_, weight_gradients
 
 GATE_ORDER = ("reset", "update", "candidate")
+UNIT_KINDS = ("hidden", "reset", "update")  # for gru_unit_values
 NUM_GATES = 3
 
 
@@ -86,6 +87,12 @@ def gru_forward(x, h0, Wx, Wh, b, keep=None, workspace: Workspace | None = None)
         _gru_cell_(gates[t], recurrent, h_prev[t], h[t + 1])
     cache = GRUCache(x, h_prev, gates, recurrent_candidate, keep)
     return h[1:], (h[T].copy(),), cache
+
+
+def gru_unit_values(cache: GRUCache, h: np.ndarray, kind: str) -> np.ndarray:
+    """One kind of value of every unit at every step of a window, (T, B, H), read from the
+    forward pass: "hidden" is h_t (the layer's output ``h``), "reset" and "update" the gates."""
+    return h if kind == "hidden" else gate_values(cache.gates, GATE_ORDER, kind)
 
 
 def gru_backward(dh, cache: GRUCache, Wx, Wh):

@@ -26,9 +26,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from .recurrent import Workspace, weight_gradients
+from .recurrent import Workspace, gate_values, weight_gradients
 
 GATE_ORDER = ("input", "forget", "output", "candidate")
+UNIT_KINDS = ("cell", "hidden", "input", "forget", "output")  # for lstm_unit_values; cell first
 
 
 def _per_gate(shape: tuple[int, ...], dtype, sigmoid_value: float, tanh_value: float) -> np.ndarray:
@@ -139,6 +140,17 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None, workspace: Workspace | None = 
     cache = LSTMCache(x=x, h_prev=h_prev, c_prev=c_prev, gates=gates, tanh_c=tanh_c, keep=keep,
                       workspace=work)
     return h[1:], (h[T].copy(), c[T].copy()), cache
+
+
+def lstm_unit_values(cache: LSTMCache, h: np.ndarray, kind: str) -> np.ndarray:
+    """One kind of value of every unit at every step of a window, (T, B, H), read from the
+    forward pass: "cell" is tanh(c_t), "hidden" is h_t (the layer's output ``h``, (T, B, H)),
+    "input", "forget" and "output" are the gates. Views of the forward pass's arrays."""
+    if kind == "cell":
+        return cache.tanh_c
+    if kind == "hidden":
+        return h
+    return gate_values(cache.gates, GATE_ORDER, kind)
 
 
 def gate_slopes_(gates: np.ndarray, out: np.ndarray) -> np.ndarray:

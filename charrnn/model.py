@@ -187,10 +187,30 @@ class Model:
         negative log-likelihood, 0 where the target is <START> (padding, or
         the step after an <END>), which is never scored.
         """
-        top, new_state, _, _ = self._forward(inputs, state)
+        losses, _, new_state, _ = self.predictions(inputs, targets, state)
+        return losses, new_state
+
+    def predictions(self, inputs: np.ndarray, targets: np.ndarray, state: State,
+                    unit_kind: str | None = None):
+        """Forward pass only, with what the model predicted and, for looking inside it, what
+        its units did. inputs, targets: (T, B) token ids; unit_kind: one of the cell's
+        ``unit_kinds`` (an LSTM's "cell", "forget", ...), or None.
+
+        Returns (losses, probs, new_state, unit_values): losses (T, B) as in
+        ``target_losses``; probs (T * B, V) the predicted distributions; per layer,
+        the ``unit_kind`` of value of its units after each step (T, B, H), as views
+        of work arrays that the model's next forward pass overwrites (empty without
+        a unit_kind).
+        """
+        top, new_state, caches, _ = self._forward(inputs, state)
         scored = (targets != START_ID).ravel()
-        losses, _ = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
-        return losses.reshape(targets.shape), new_state
+        losses, probs = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
+        unit_values = []
+        if unit_kind is not None:
+            outputs = [cache.x for cache in caches[1:]] + [top]  # a layer's output feeds the next
+            unit_values = [self.cell.unit_values(cache, h, unit_kind)
+                           for cache, h in zip(caches, outputs)]
+        return losses.reshape(targets.shape), probs, new_state, unit_values
 
     def loss(self, inputs: np.ndarray, targets: np.ndarray, state: State):
         """Forward pass only: (summed loss, number of scored targets, new state)."""

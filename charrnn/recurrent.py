@@ -38,6 +38,14 @@ def sigmoid_(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def gate_values(gates: np.ndarray, gate_order: tuple[str, ...], name: str) -> np.ndarray:
+    """The block of one gate, (T, B, H), as a view of a window's gate values (T, B, G*H)
+    packed in ``gate_order``."""
+    H = gates.shape[-1] // len(gate_order)
+    index = gate_order.index(name)
+    return gates[..., index * H: (index + 1) * H]
+
+
 def weight_gradients(x, h_prev, dax, dah, Wx, workspace: Workspace):
     """The gradients of a layer's weights, each summed over all T steps in one matrix
     product, and of its inputs.

@@ -16,6 +16,7 @@ import numpy as np
 from .recurrent import Workspace, weight_gradients
 
 NUM_GATES = 1
+UNIT_KINDS = ("hidden",)  # for rnn_unit_values
 
 
 @dataclass
@@ -52,6 +53,11 @@ def rnn_forward(x, h0, Wx, Wh, b, keep=None, workspace: Workspace | None = None)
         h[t + 1] += recurrent
         np.tanh(h[t + 1], out=h[t + 1])
     return h[1:], (h[T].copy(),), RNNCache(x, h_prev, h[1:], keep)
+
+
+def rnn_unit_values(cache: RNNCache, h: np.ndarray, kind: str) -> np.ndarray:
+    """The hidden state h_t of every unit at every step, (T, B, H): the only kind ("hidden")."""
+    return h
 
 
 def rnn_backward(dh, cache: RNNCache, Wx, Wh):
