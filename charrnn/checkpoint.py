@@ -9,8 +9,14 @@ Array names:
                       (the characters in id order, after <START> and <END>),
                       and, for a checkpoint that can be resumed, training.
 
-Files are loaded with ``allow_pickle=False``, so a checkpoint can never run
-code, and written to a temporary file that is renamed over the target, so a
+A checkpoint may come from a stranger. It can never run code (no pickles),
+and every array's header is checked against the metadata and against the
+bytes stored for it before any array is read, so a damaged or crafted file
+is one CharrnnError, never a crash, and never allocates more than the file
+holds and the model needs. The weights may be stored as float16, float32 or
+float64 (all one type); float16 is widened to float32 on loading.
+
+Files are written to a temporary file that is renamed over the target, so a
 crash never leaves a half-written checkpoint.
 """
 
@@ -29,7 +35,9 @@ import numpy as np
 
 from . import __version__
 from .errors import CharrnnError
+from .cells import CELLS
 from .model import Model, ModelConfig
+from .npy import Archive, ArrayHeader, Unreadable
 from .vocab import NUM_SPECIAL, Vocabulary
 
 FORMAT = "charrnn-checkpoint"
@@ -37,6 +45,9 @@ FORMAT_VERSION = 1
 PARAM_PREFIX = "param/"
 METADATA_KEY = "metadata"
 PRETRAINED_NAME = "pretrained-shakespeare.npz"
+FLOAT_TYPES = ("float16", "float32", "float64")  # of the weights; float16 is widened on loading
+MAX_METADATA_BYTES = 32 << 20  # a vocabulary of all of Unicode takes about 17 MB
+MAX_METADATA_DEPTH = 16  # how deep lists and objects may nest; charrnn writes 4 (the RNG state)
 
 
 @dataclass
@@ -144,34 +155,53 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _read_arrays(path: str) -> dict[str, np.ndarray]:
+def _array_header(path: str, archive: Archive, name: str) -> ArrayHeader:
     try:
-        with open(path, "rb") as file:
-            if not zipfile.is_zipfile(file):
-                raise CharrnnError(
-                    f"{path}: not a charrnn checkpoint (not an .npz archive, or cut short)")
-            file.seek(0)
-            with np.load(file, allow_pickle=False) as npz:
-                return {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise CharrnnError(f"{path}: no such checkpoint") from None
-    except IsADirectoryError:
-        raise CharrnnError(f"{path}: is a directory, not a checkpoint") from None
-    except PermissionError:
-        raise CharrnnError(f"{path}: permission denied") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        reason = "holds pickled objects" if "pickle" in str(error) else "unreadable or truncated"
-        raise CharrnnError(f"{path}: not a charrnn checkpoint ({reason})") from None
+        return archive.header(name)
+    except Unreadable as error:
+        raise CharrnnError(f"{path}: damaged checkpoint ({name!r}: {error})") from None
 
 
-def _parse_metadata(path: str, arrays: dict[str, np.ndarray]) -> dict:
-    raw = arrays.get(METADATA_KEY)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+def _read_array(path: str, archive: Archive, name: str) -> np.ndarray:
+    """One array whose header was checked, in native byte order, float16 widened to float32."""
+    try:
+        array = archive.read(name)
+    except Exception:  # a bad CRC, data cut short, anything numpy or zipfile may raise
+        raise CharrnnError(f"{path}: damaged checkpoint ({name!r} is unreadable)") from None
+    return array.astype("float32" if array.dtype.name == "float16" else array.dtype.name,
+                        copy=False)
+
+
+def _nesting_depth(value) -> int:
+    """How deep lists and objects nest in a JSON value (0 for a number or a string)."""
+    depth, level = 0, [value]
+    while containers := [item for item in level if isinstance(item, (dict, list))]:
+        depth += 1
+        level = [child for container in containers
+                 for child in (container.values() if isinstance(container, dict) else container)]
+    return depth
+
+
+def _parse_metadata(path: str, archive: Archive) -> dict:
+    if METADATA_KEY not in archive.names:
         raise CharrnnError(f"{path}: not a charrnn checkpoint (no metadata)")
     try:
+        header = archive.header(METADATA_KEY)
+    except Unreadable as error:
+        raise CharrnnError(f"{path}: not a charrnn checkpoint ({error})") from None
+    if header.dtype != np.uint8 or len(header.shape) != 1:
+        raise CharrnnError(f"{path}: not a charrnn checkpoint (no metadata)")
+    if header.size > MAX_METADATA_BYTES:
+        raise CharrnnError(f"{path}: not a charrnn checkpoint (metadata of {header.size:,} "
+                           f"bytes, more than {MAX_METADATA_BYTES:,})")
+    raw = _read_array(path, archive, METADATA_KEY)
+    try:
         metadata = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSON, too long an int
         raise CharrnnError(f"{path}: not a charrnn checkpoint (unreadable metadata)") from None
+    if _nesting_depth(metadata) > MAX_METADATA_DEPTH:
+        raise CharrnnError(f"{path}: not a charrnn checkpoint (metadata nested more than "
+                           f"{MAX_METADATA_DEPTH} deep)")
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise CharrnnError(f"{path}: not a charrnn checkpoint")
     version = metadata.get("format_version")
@@ -182,12 +212,16 @@ def _parse_metadata(path: str, arrays: dict[str, np.ndarray]) -> dict:
     return metadata
 
 
-def _build_model(path: str, metadata: dict, arrays: dict[str, np.ndarray]):
+def _describe_model(path: str, metadata: dict) -> tuple[ModelConfig, Vocabulary]:
     try:
+        if not isinstance(metadata["vocabulary"], list):
+            raise TypeError("the vocabulary must be a list")
         vocab = Vocabulary(tuple(metadata["vocabulary"]))
         config = ModelConfig(**metadata["model"])
         if any(not isinstance(char, str) or len(char) != 1 for char in vocab.chars):
             raise ValueError("vocabulary entries must be single characters")
+        if len(set(vocab.chars)) != len(vocab.chars):
+            raise ValueError("the vocabulary repeats a character")
         sizes = (config.vocab_size, config.embedding_size, config.hidden_size, config.num_layers)
         if not all(type(size) is int and size >= 1 for size in sizes):
             raise ValueError("the model's sizes must be whole numbers of at least 1")
@@ -197,28 +231,97 @@ def _build_model(path: str, metadata: dict, arrays: dict[str, np.ndarray]):
         raise CharrnnError(f"{path}: damaged checkpoint metadata ({error})") from None
     if config.vocab_size != len(vocab.chars) + NUM_SPECIAL:
         raise CharrnnError(f"{path}: damaged checkpoint (vocabulary size does not match the model)")
+    return config, vocab
+
+
+def _training_limit(config: ModelConfig, training: dict | None) -> int:
+    """The most numbers the training arrays may hold: two optimizer moments per parameter,
+    and the recurrent state carried for each stream of the saved window."""
+    window = (training or {}).get("window")
+    streams = window.get("batch_size") if isinstance(window, dict) else None
+    streams = streams if type(streams) is int and streams >= 0 else 0
+    state = config.num_layers * len(CELLS[config.cell].state_names) * streams * config.hidden_size
+    return 2 * config.num_params() + state
+
+
+def _check_headers(path: str, archive: Archive, config: ModelConfig, training: dict | None):
+    """Every array's header against what the metadata says the model needs, before any
+    array is read."""
+    expected = {PARAM_PREFIX + name: shape for name, shape in config.param_shapes().items()}
+    for name in expected.keys() - set(archive.names):
+        raise CharrnnError(f"{path}: damaged checkpoint (no array {name.removeprefix(PARAM_PREFIX)!r})")
+    param_types, training_size = set(), 0
+    for name in archive.names:
+        if name == METADATA_KEY:
+            continue
+        header = _array_header(path, archive, name)
+        if name.startswith(PARAM_PREFIX) and name not in expected:
+            raise CharrnnError(f"{path}: damaged checkpoint (unexpected array {name!r})")
+        if name in expected and (header.shape != expected[name]
+                                 or header.dtype.name not in FLOAT_TYPES):
+            raise CharrnnError(
+                f"{path}: damaged checkpoint ({name.removeprefix(PARAM_PREFIX)!r} has shape "
+                f"{header.shape} and type {header.dtype}, expected {expected[name]} of "
+                f"{', '.join(FLOAT_TYPES)})")
+        if header.dtype.name not in FLOAT_TYPES:
+            raise CharrnnError(f"{path}: damaged checkpoint ({name!r} has type {header.dtype}, "
+                               f"not a float type)")
+        if name in expected:
+            param_types.add(header.dtype.name)
+        else:
+            training_size += header.size
+    if len(param_types) > 1:
+        raise CharrnnError(f"{path}: damaged checkpoint (the parameters mix float types: "
+                           f"{', '.join(sorted(param_types))})")
+    limit = _training_limit(config, training)
+    if training_size > limit:
+        raise CharrnnError(f"{path}: damaged checkpoint (training arrays of {training_size:,} "
+                           f"numbers, more than the model's {limit:,})")
+
+
+def _read_params(path: str, archive: Archive, config: ModelConfig) -> dict[str, np.ndarray]:
     params = {}
-    for name, shape in config.param_shapes().items():
-        array = arrays.get(PARAM_PREFIX + name)
-        if array is None:
-            raise CharrnnError(f"{path}: damaged checkpoint (no array {name!r})")
-        dtype = arrays.get(PARAM_PREFIX + "output.weight", array).dtype
-        if array.shape != shape or array.dtype.kind != "f" or array.dtype != dtype:
-            raise CharrnnError(f"{path}: damaged checkpoint ({name!r} has shape {array.shape} "
-                               f"and type {array.dtype}, expected {shape} of the model's "
-                               f"float type)")
+    for name in config.param_shapes():
+        params[name] = array = _read_array(path, archive, PARAM_PREFIX + name)
         if not np.isfinite(array).all():
             raise CharrnnError(f"{path}: damaged checkpoint ({name!r} holds NaN or infinity)")
-        params[name] = array
-    return Model(config, params), vocab
+    return params
+
+
+def _load(path: str, file: BinaryIO) -> Checkpoint:
+    """Metadata first, then every array's header checked against it, then the arrays."""
+    try:
+        archive = Archive(file)
+    except Unreadable as error:
+        raise CharrnnError(f"{path}: not a charrnn checkpoint ({error})") from None
+    with archive:
+        metadata = _parse_metadata(path, archive)
+        config, vocab = _describe_model(path, metadata)
+        training = metadata.get("training")
+        _check_headers(path, archive, config, training)
+        params = _read_params(path, archive, config)
+        training_arrays = {name: _read_array(path, archive, name) for name in archive.names
+                           if name != METADATA_KEY and not name.startswith(PARAM_PREFIX)}
+    return Checkpoint(Model(config, params), vocab, training, training_arrays)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read and validate a checkpoint; any problem is one CharrnnError."""
+    """Read and validate a checkpoint; any problem is one CharrnnError.
+
+    Nothing is allocated that the file does not hold, nor more than the metadata
+    says the model needs (see ``npy.py``).
+    """
     path = str(path)
-    arrays = _read_arrays(path)
-    metadata = _parse_metadata(path, arrays)
-    model, vocab = _build_model(path, metadata, arrays)
-    training_arrays = {name: array for name, array in arrays.items()
-                       if name != METADATA_KEY and not name.startswith(PARAM_PREFIX)}
-    return Checkpoint(model, vocab, metadata.get("training"), training_arrays)
+    try:
+        with open(path, "rb") as file:
+            return _load(path, file)
+    except FileNotFoundError:
+        raise CharrnnError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise CharrnnError(f"{path}: is a directory, not a checkpoint") from None
+    except PermissionError:
+        raise CharrnnError(f"{path}: permission denied") from None
+    except CharrnnError:
+        raise
+    except Exception as error:  # the net under the checks above: never a traceback
+        raise CharrnnError(f"{path}: damaged checkpoint ({type(error).__name__})") from None

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 
 import numpy as np
 import pytest
 
-from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from charrnn.checkpoint import (MAX_METADATA_BYTES, Checkpoint, load_checkpoint,
+                                save_checkpoint)
 from charrnn.errors import CharrnnError
 from charrnn.model import Model, ModelConfig, init_params
 from charrnn.vocab import Vocabulary
+
+from damage import metadata_bytes, npy_header, read_members, read_metadata, write_members
 
 
 def small_checkpoint(rng, dtype=np.float32) -> Checkpoint:
@@ -135,3 +139,126 @@ def test_refuses_an_npz_of_someone_else(tmp_path):
     with pytest.raises(CharrnnError, match="no metadata"):
         load_checkpoint(path)
     assert zipfile.is_zipfile(path)
+
+
+# -- damaged and crafted archives: every array's header is checked before anything is read --
+
+def test_a_flipped_byte_in_an_array_header_is_one_error(tmp_path):
+    """Measured before: a flipped brace in a header raised tokenize.TokenError from numpy."""
+    vocab = Vocabulary(tuple("abcdefgh \n"))
+    config = ModelConfig(vocab.size, embedding_size=8, hidden_size=32, num_layers=1)
+    path = tmp_path / "m.npz"
+    save_checkpoint(path, Checkpoint(Model(config, init_params(config, np.random.default_rng(0))),
+                                     vocab))
+    data = path.read_bytes()
+    header = data.index(b"{'descr'", data.index(b"lstm0.hidden_weight"))  # a 16 KB array
+    for position in (header, data.index(b"}", header)):
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[position] ^= 1 << bit
+            path.write_bytes(damaged)
+            with pytest.raises(CharrnnError, match="damaged checkpoint"):
+                load_checkpoint(path)
+
+
+@pytest.mark.parametrize("shape", [(400_000, 400_000), (40_000, 40_000), (2**62, 2**62)])
+def test_a_header_claiming_a_huge_array_is_refused_before_allocating(tmp_path, rng, shape):
+    """Measured before: (400000, 400000) raised _ArrayMemoryError (596 GiB); a lie of a few
+    GiB would have been allocated."""
+    path = tmp_path / "m.npz"
+    save_checkpoint(path, small_checkpoint(rng))
+    members = read_members(path)
+    members["param/output.weight.npy"] = (npy_header("<f4", shape)
+                                          + members["param/output.weight.npy"][128:])
+    write_members(path, members)
+    started = time.perf_counter()
+    with pytest.raises(CharrnnError, match=r"output.weight.*header claims"):
+        load_checkpoint(path)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_metadata_claiming_a_huge_model_is_refused_before_allocating(tmp_path, rng):
+    path = tmp_path / "m.npz"
+    save_checkpoint(path, small_checkpoint(rng))
+    members = read_members(path)
+    metadata = read_metadata(members)
+    metadata["model"]["hidden_size"] = 100_000
+    config = ModelConfig(**metadata["model"])
+    members = {"metadata.npy": metadata_bytes(metadata)}
+    for name, shape in config.param_shapes().items():  # headers that agree with the metadata
+        members[f"param/{name}.npy"] = npy_header("<f4", shape) + bytes(64)
+    write_members(path, members)
+    with pytest.raises(CharrnnError, match="header claims"):
+        load_checkpoint(path)
+
+
+def test_training_arrays_larger_than_the_model_needs_are_refused(tmp_path, rng):
+    path = tmp_path / "m.npz"
+    checkpoint = small_checkpoint(rng)
+    num_params = checkpoint.model.config.num_params()
+    checkpoint.training_arrays = {"extra": np.zeros(2 * num_params + 1, np.float32)}
+    save_checkpoint(path, checkpoint)
+    with pytest.raises(CharrnnError, match="training arrays"):
+        load_checkpoint(path)
+    checkpoint.training_arrays = {"extra": np.zeros(2 * num_params, np.float32)}
+    save_checkpoint(path, checkpoint)
+    assert load_checkpoint(path).training_arrays["extra"].size == 2 * num_params
+
+
+def test_float16_weights_are_widened_to_float32(tmp_path, rng):
+    original = small_checkpoint(rng, np.float16)
+    save_checkpoint(tmp_path / "m.npz", original)
+    loaded = load_checkpoint(tmp_path / "m.npz")
+    for name, value in original.model.params.items():
+        assert loaded.model.params[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded.model.params[name], value.astype(np.float32))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda params: params.update(embedding=params["embedding"].astype(np.float64)), "mix"),
+    (lambda params: params.update(embedding=params["embedding"].astype(np.int32)), "int32"),
+    (lambda params: params.update(embedding=params["embedding"].astype(np.complex64)),
+     "complex64"),
+])
+def test_weights_of_other_types_are_refused(tmp_path, rng, change, message):
+    checkpoint = small_checkpoint(rng)
+    change(checkpoint.model.params)
+    save_checkpoint(tmp_path / "m.npz", checkpoint)
+    with pytest.raises(CharrnnError, match=message):
+        load_checkpoint(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("metadata, message", [
+    (b"[" * 100_000 + b"]" * 100_000, "unreadable metadata"),
+    (json.dumps({"format": "charrnn-checkpoint", "x": [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}
+                ).encode(), "nested"),
+    (b'{"format": "charrnn-checkpoint", "x": ' + b"9" * 5000 + b"}", "unreadable metadata"),
+    (b'"\xff"', "unreadable metadata"),
+])
+def test_metadata_too_deep_or_unreadable_is_refused(tmp_path, metadata, message):
+    path = tmp_path / "m.npz"
+    write_members(path, {"metadata.npy": metadata_bytes(metadata)})
+    with pytest.raises(CharrnnError, match=message):
+        load_checkpoint(path)
+
+
+def test_metadata_larger_than_the_cap_is_refused_before_reading(tmp_path):
+    path = tmp_path / "m.npz"
+    write_members(path, {"metadata.npy": npy_header("|u1", (MAX_METADATA_BYTES + 1,))
+                         + bytes(MAX_METADATA_BYTES + 1)})
+    with pytest.raises(CharrnnError, match="more than"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("name, compression", [("metadata.txt", zipfile.ZIP_STORED),
+                                               ("metadata.npy", zipfile.ZIP_DEFLATED)])
+def test_members_not_stored_as_npy_are_refused(tmp_path, name, compression):
+    path = tmp_path / "m.npz"
+    write_members(path, {name: metadata_bytes({"format": "charrnn-checkpoint"})}, compression)
+    with pytest.raises(CharrnnError, match="not a charrnn checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_device_or_pipe_is_not_a_checkpoint():
+    with pytest.raises(CharrnnError, match="not a regular file"):
+        load_checkpoint("/dev/zero")
