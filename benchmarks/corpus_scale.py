@@ -68,7 +68,8 @@ def measure(kind: str, path: str, cache_dir: str) -> dict:
     result = {"seconds": time.monotonic() - start}
     if kind.startswith("train"):
         from charrnn.model import ModelConfig
-        from charrnn.train import TrainSettings, new_trainer
+        from charrnn.settings import TrainSettings
+        from charrnn.train import new_trainer
         settings = TrainSettings(batch_size=32, seq_length=50, max_steps=1)
         config = ModelConfig(corpus.vocab.size, embedding_size=16, hidden_size=64, num_layers=1)
         trainer = new_trainer(corpus, config, settings, Path(cache_dir) / "model.npz")

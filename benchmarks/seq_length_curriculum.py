@@ -18,7 +18,8 @@ from pathlib import Path
 
 from charrnn.corpus import load_corpus
 from charrnn.model import ModelConfig
-from charrnn.train import TrainSettings, new_trainer
+from charrnn.settings import TrainSettings
+from charrnn.train import new_trainer
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS_CANDIDATES = [REPO.parent / "shared" / "data" / "tinyshakespeare.txt",

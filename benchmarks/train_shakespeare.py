@@ -20,7 +20,8 @@ from pathlib import Path
 
 from charrnn.corpus import build_corpus, read_text
 from charrnn.model import ModelConfig
-from charrnn.train import DEFAULT_MAX_EPOCHS, TrainSettings, new_trainer
+from charrnn.settings import DEFAULT_MAX_EPOCHS, TrainSettings
+from charrnn.train import new_trainer
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS_CANDIDATES = [REPO.parent / "shared" / "data" / "tinyshakespeare.txt",
@@ -57,7 +58,7 @@ def main() -> None:
         "steps": last["step"], "epochs": round(trainer.epochs_done(), 3),
         "val_nats_per_char": round(last["val"], 4),
         "val_bits_per_char": round(last["val"] / math.log(2), 4),
-        "best_val_nats_per_char": round(trainer.best_val_loss, 4),
+        "best_val_nats_per_char": round(trainer.plateau.best_val_loss, 4),
         "train_chars_per_sec": round(last["speed"]),
         "model": config.to_dict(), "machine": platform.processor() or platform.machine(),
     }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from dataclasses import asdict
 
 from .checkpoint import Checkpoint
-from .errors import CharrnnError
+from .training_state import from_checkpoint
 
 PLOT_WIDTH = 60
 PLOT_HEIGHT = 12
@@ -30,22 +31,20 @@ def summary(checkpoint: Checkpoint) -> dict:
                          "dtype": str(checkpoint.model.dtype)},
         "vocabulary": list(checkpoint.vocab.chars),
     }
-    training = checkpoint.training
-    if training:
-        try:
-            result["training"] = {
-                "steps": training["position"]["step"],
-                "epochs": training["epochs"],
-                "seconds": round(training["elapsed"], 1),
-                "best_val_loss": training["best_val_loss"],
-                "corpus_sha256": training["corpus"]["checksum"],
-                "corpus_characters": training["corpus"]["characters"],
-                "window": training["window"],  # the batch size and steps actually used
-                "resumable": training.get("resumable", True),
-                "settings": training["settings"],
-            }
-        except (KeyError, TypeError, IndexError) as error:
-            raise CharrnnError(f"damaged training metadata in the checkpoint ({error})") from None
+    state = from_checkpoint(checkpoint)
+    if state is not None:
+        batch_size, seq_length = state.window
+        result["training"] = {
+            "steps": state.position.step,
+            "epochs": state.epochs,
+            "seconds": round(state.elapsed, 1),
+            "best_val_loss": state.plateau.best_val_loss,
+            "corpus_sha256": state.corpus_checksum,
+            "corpus_characters": state.corpus_chars,
+            "window": {"batch_size": batch_size, "seq_length": seq_length},  # as trained
+            "resumable": state.resumable,
+            "settings": asdict(state.settings),
+        }
     return result
 
 
@@ -79,9 +78,10 @@ def plot_curves(series: dict[str, list[tuple[float, float]]], markers: dict[str,
 
 def loss_plot(checkpoint: Checkpoint) -> list[str]:
     """Training (·) and validation (●) loss against step, from the checkpoint's history."""
-    history = (checkpoint.training or {}).get("history", [])
+    state = from_checkpoint(checkpoint)
+    history = state.history if state is not None else ()
     train = [(entry["step"], entry["train_loss"]) for entry in history
-             if entry["train_loss"] is not None]
+             if entry.get("train_loss") is not None]
     val = [(entry["step"], entry["val_loss"]) for entry in history
-           if entry["val_loss"] is not None]
+           if entry.get("val_loss") is not None]
     return plot_curves({"train": train, "val": val}, {"train": "·", "val": "●"})

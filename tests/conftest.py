@@ -9,7 +9,8 @@ import pytest
 
 from charrnn.corpus import build_corpus
 from charrnn.model import ModelConfig
-from charrnn.train import TrainSettings, new_trainer
+from charrnn.settings import TrainSettings
+from charrnn.train import Trainer, new_trainer
 
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"
@@ -17,18 +18,22 @@ SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"
 TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 8
 
 
-def train_tiny(text: str, out: Path, *, records: bool = False, max_steps: int = 40,
-               hidden_size: int = 16, **settings) -> Path:
-    """Train a small model on ``text`` and return its checkpoint path."""
-    settings = TrainSettings(seq_length=settings.pop("seq_length", 16),
-                             batch_size=settings.pop("batch_size", 4), max_steps=max_steps,
-                             eval_every=settings.pop("eval_every", 20), records=records,
-                             **settings)
-    corpus = build_corpus(text, records=records, delimiter="\n",
+def make_trainer(text: str, out: Path, *, hidden_size: int = 16, embedding_size: int = 8,
+                 cell: str = "lstm", **settings) -> Trainer:
+    """A trainer for a small fresh 2-layer model on ``text``: windows of 4 x 16 steps unless
+    ``settings`` say otherwise."""
+    settings = TrainSettings(**{"seq_length": 16, "batch_size": 4, **settings})
+    corpus = build_corpus(text, records=settings.records, delimiter=settings.delimiter,
                           val_fraction=settings.val_fraction)
-    config = ModelConfig(corpus.vocab.size, embedding_size=8, hidden_size=hidden_size,
-                         num_layers=2)
-    new_trainer(corpus, config, settings, out).run()
+    config = ModelConfig(corpus.vocab.size, embedding_size=embedding_size,
+                         hidden_size=hidden_size, num_layers=2, cell=cell)
+    return new_trainer(corpus, config, settings, out)
+
+
+def train_tiny(text: str, out: Path, *, max_steps: int = 40, eval_every: int = 20,
+               **settings) -> Path:
+    """Train a small model on ``text`` and return its checkpoint path."""
+    make_trainer(text, out, max_steps=max_steps, eval_every=eval_every, **settings).run()
     return out
 
 

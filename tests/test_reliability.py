@@ -14,21 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.corpus import build_corpus
-from charrnn.model import ModelConfig
 from charrnn.sample import generate
-from charrnn.train import (TrainingDiverged, TrainSettings, new_trainer, resume_trainer,
-                           settings_from_checkpoint)
+from charrnn.settings import TrainSettings, resumed_settings
+from charrnn.train import TrainingDiverged, resume_trainer
 
-from conftest import TINY_TEXT
+from conftest import TINY_TEXT, make_trainer
 
 
 def tiny_trainer(out, text=TINY_TEXT, **settings):
-    settings = TrainSettings(seq_length=16, batch_size=4, **settings)
-    corpus = build_corpus(text, records=settings.records, delimiter="\n",
-                          val_fraction=settings.val_fraction)
-    config = ModelConfig(corpus.vocab.size, embedding_size=4, hidden_size=8, num_layers=2)
-    return new_trainer(corpus, config, settings, out)
+    return make_trainer(text, out, hidden_size=8, embedding_size=4, **settings)
 
 
 def test_keep_best_keeps_the_lowest_validation_loss(tmp_path):
@@ -125,13 +119,12 @@ def test_weights_that_stop_being_finite_are_never_saved(tmp_path):
     np.testing.assert_array_equal(load_checkpoint(out).model.params["output.weight"], good)
 
 
-def test_a_stop_limit_given_on_resume_replaces_the_saved_ones(tmp_path):
-    out = tmp_path / "m.npz"
-    tiny_trainer(out, max_epochs=1, eval_every=1000).run()
-    checkpoint = load_checkpoint(out)
-    settings = settings_from_checkpoint(checkpoint, {"max_steps": 50})
-    assert settings.max_steps == 50 and settings.max_epochs is None
-    assert settings_from_checkpoint(checkpoint, {"lr": 1e-3}).max_epochs == 1
+def test_a_stop_limit_given_on_resume_replaces_the_saved_ones():
+    saved = TrainSettings(max_epochs=1, max_time=60)
+    settings = resumed_settings(saved, {"max_steps": 50, "cell": "gru"})
+    assert (settings.max_steps, settings.max_epochs, settings.max_time) == (50, None, None)
+    assert resumed_settings(saved, {"lr": 1e-3}) == TrainSettings(max_epochs=1, max_time=60,
+                                                                  lr=1e-3)
 
 
 def test_checkpoints_get_the_usual_permissions(tmp_path):
@@ -145,9 +138,7 @@ def test_checkpoints_get_the_usual_permissions(tmp_path):
 def test_a_resume_with_nothing_left_to_train_still_writes_its_output(tmp_path):
     first = tmp_path / "first.npz"
     tiny_trainer(first, max_steps=4, eval_every=2).run()
-    checkpoint = load_checkpoint(first)
-    trainer = resume_trainer(checkpoint, tiny_trainer(first).corpus,
-                             settings_from_checkpoint(checkpoint, {"max_steps": 3}),
-                             tmp_path / "copy.npz")
+    trainer = resume_trainer(load_checkpoint(first), lambda settings: tiny_trainer(first).corpus,
+                             tmp_path / "copy.npz", {"max_steps": 3})
     trainer.run()
     assert load_checkpoint(tmp_path / "copy.npz").training["position"]["step"] == 4

@@ -11,19 +11,12 @@ from charrnn.evaluate import score_tokens
 from charrnn.model import ModelConfig
 from charrnn.sample import generate
 from charrnn.errors import CharrnnError
-from charrnn.train import TrainingDiverged, TrainSettings, new_trainer, resume_trainer
+from charrnn.schedules import Progress, learning_rate, window_length
+from charrnn.settings import DEFAULT_MAX_EPOCHS, TrainSettings
+from charrnn.train import TrainingDiverged, resume_trainer
 from charrnn.vocab import Vocabulary
 
-from conftest import TINY_TEXT
-
-
-def make_trainer(text, out, *, records=False, hidden_size=32, **settings):
-    settings = TrainSettings(records=records, **settings)
-    corpus = build_corpus(text, records=records, delimiter="\n",
-                          val_fraction=settings.val_fraction)
-    config = ModelConfig(corpus.vocab.size, embedding_size=8, hidden_size=hidden_size,
-                         num_layers=2)
-    return new_trainer(corpus, config, settings, out)
+from conftest import TINY_TEXT, make_trainer
 
 
 def test_hello_is_learned_as_a_record_and_ends_by_itself(tmp_path):
@@ -40,14 +33,14 @@ def test_hello_is_learned_as_a_record_and_ends_by_itself(tmp_path):
 def test_overfits_a_short_text(tmp_path):
     text = "It was the best of times, it was the worst of times, it was the age of wisdom."
     trainer = make_trainer(text, tmp_path / "short.npz", batch_size=1, seq_length=100, lr=1e-2,
-                           max_steps=200, lr_schedule="constant")
+                           max_steps=200, lr_schedule="constant", hidden_size=32)
     trainer.run()
     assert score_tokens(trainer.model, trainer.corpus.train_tokens).nats_per_char < 0.05
 
 
 def test_validation_loss_falls(tmp_path):
-    trainer = make_trainer(TINY_TEXT, tmp_path / "tiny.npz", seq_length=16, batch_size=4,
-                           max_steps=60, eval_every=20, val_fraction=0.1, lr_schedule="constant")
+    trainer = make_trainer(TINY_TEXT, tmp_path / "tiny.npz", max_steps=60, eval_every=20,
+                           val_fraction=0.1, lr_schedule="constant", hidden_size=32)
     before = trainer.validate()
     events = []
     trainer.run(events.append)
@@ -58,24 +51,24 @@ def test_validation_loss_falls(tmp_path):
     assert events[-1].kind == "end" and events[-1].checkpoint == str(tmp_path / "tiny.npz")
 
 
-@pytest.mark.parametrize("limit, expected_step", [
-    ({"max_steps": 7}, 7),
-    ({"max_epochs": 2}, None),  # two full epochs, however many windows that is
+@pytest.mark.parametrize("limit, expected_epochs", [
+    ({"max_steps": 7}, None),
+    ({"max_epochs": 2}, 2),  # two full epochs, however many windows that is
+    ({}, DEFAULT_MAX_EPOCHS),  # no limit given
 ])
-def test_stops_at_its_limit(tmp_path, limit, expected_step):
-    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length=16, batch_size=4,
-                           eval_every=1000, **limit)
+def test_stops_at_its_limit(tmp_path, limit, expected_epochs):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", eval_every=1000, **limit)
     trainer.run()
-    if expected_step is None:
-        assert trainer.position.epoch == 2 and trainer.position.offset == 0
-        expected_step = 2 * trainer.windows.num_windows
+    expected_step = limit.get("max_steps")
+    if expected_epochs is not None:
+        assert trainer.position.epoch == expected_epochs and trainer.position.offset == 0
+        expected_step = expected_epochs * trainer.windows.num_windows
     assert trainer.position.step == expected_step
     assert load_checkpoint(tmp_path / "x.npz").training["position"]["step"] == expected_step
 
 
 def test_stop_request_finishes_the_step_and_saves(tmp_path):
-    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length=16, batch_size=4,
-                           max_steps=100)
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", max_steps=100)
     outcome = trainer.run(stop_requested=lambda: trainer.position.step >= 3)
     assert outcome == "interrupted"
     assert load_checkpoint(tmp_path / "x.npz").training["position"]["step"] == 3
@@ -96,10 +89,13 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interr
                               max_steps=24 if interrupted else 12, **common)
     first_half.run(stop_requested=lambda: interrupted and first_half.position.step == 12)
     checkpoint = load_checkpoint(tmp_path / "resumed.npz")
-    corpus = build_corpus(TINY_TEXT, records=False, delimiter="\n", val_fraction=0.05,
-                          vocab=checkpoint.vocab)
-    settings = TrainSettings(max_steps=24, **common)
-    second_half = resume_trainer(checkpoint, corpus, settings, tmp_path / "resumed.npz")
+
+    def read_corpus(settings):
+        return build_corpus(TINY_TEXT, records=settings.records, delimiter=settings.delimiter,
+                            val_fraction=settings.val_fraction, vocab=checkpoint.vocab)
+
+    second_half = resume_trainer(checkpoint, read_corpus, tmp_path / "resumed.npz",
+                                 {"max_steps": 24})
     assert second_half.position.step == 12
     second_half.run()
 
@@ -115,13 +111,12 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interr
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     out = tmp_path / "x.npz"
-    trainer = make_trainer(TINY_TEXT, out, seq_length=16, batch_size=4, max_steps=4,
-                           eval_every=2)
-    trainer.run()
+    trainer = make_trainer(TINY_TEXT, out, max_steps=8, eval_every=2)
+    trainer.run(stop_requested=lambda: trainer.position.step == 4)
     saved = load_checkpoint(out).model.params["output.bias"].copy()
     trainer.model.params["output.bias"][0] = np.nan
-    trainer.settings = TrainSettings(seq_length=16, batch_size=4, max_steps=8, eval_every=2)
-    with pytest.raises(TrainingDiverged, match="lower --lr"):
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at step 4 \(loss nan, "
+                                               r"gradient norm nan\); this run saved no"):
         trainer.run()
     np.testing.assert_array_equal(load_checkpoint(out).model.params["output.bias"], saved)
 
@@ -135,26 +130,34 @@ def test_records_never_score_the_start_after_an_end(tmp_path):
     assert count == int((targets != 0).sum()) < targets.size
 
 
-def test_cosine_schedule_decays_to_a_tenth_and_warmup_ramps(tmp_path):
-    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length=16, batch_size=4,
-                           max_steps=10, lr=1e-2, lr_schedule="cosine", warmup_steps=4)
-    rates = []
-    trainer.run(lambda event: rates.append(trainer.learning_rate()) if event.kind == "step" else None)
-    trainer.position.step = 0
-    assert trainer.learning_rate() == pytest.approx(1e-2 / 4)
-    assert rates[2] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.3))))
-    assert rates[-1] == pytest.approx(1e-3)  # the rate the next step would use
+def test_cosine_schedule_decays_to_a_tenth_and_warmup_ramps():
+    settings = TrainSettings(max_steps=10, lr=1e-2, lr_schedule="cosine", warmup_steps=4)
+    rates = [learning_rate(settings, Progress(step, epochs=0.0, seconds=0.0))
+             for step in range(11)]
+    assert rates[0] == pytest.approx(1e-2 / 4 * (0.1 + 0.9))  # a quarter of the way up
+    assert rates[3] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.3))))
+    assert rates[5] == pytest.approx(1e-2 * 0.55)  # halfway down
+    assert rates[10] == pytest.approx(1e-3)  # a tenth at the limit
+    by_time = TrainSettings(max_time=10, lr=1e-2)  # with no step or epoch limit, by the clock
+    assert learning_rate(by_time, Progress(99, epochs=3.0, seconds=5.0)) == pytest.approx(5.5e-3)
+
+
+def test_the_learning_rate_of_each_update_is_the_schedule_s(tmp_path):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", max_steps=10, eval_every=1, lr=1e-2,
+                           warmup_steps=4)
+    trainer.run()
+    expected = [learning_rate(trainer.settings, Progress(step, 0.0, 0.0)) for step in range(10)]
+    assert [entry["lr"] for entry in trainer.history] == pytest.approx(expected)
 
 
 def test_plateau_halves_the_rate_and_patience_stops_early(tmp_path):
-    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length=16, batch_size=4,
-                           max_steps=1000, eval_every=1, lr_schedule="plateau", patience=4, lr=2e-3,
-                           val_fraction=0.2)
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", max_steps=1000, eval_every=1,
+                           lr_schedule="plateau", patience=4, lr=2e-3, val_fraction=0.2)
     trainer.validate = iter([3.0, 2.0, 2.5, 2.4, 2.2, 2.1, 9.9]).__next__
     assert trainer.run() == "no improvement"
     assert trainer.position.step == 6
-    assert trainer.best_val_loss == 2.0
-    assert trainer.lr_scale == 0.25
+    assert trainer.plateau.best_val_loss == 2.0
+    assert trainer.plateau.lr_scale == 0.25
     assert [entry["lr"] for entry in trainer.history] == pytest.approx(
         [2e-3, 2e-3, 2e-3, 2e-3, 1e-3, 1e-3])  # the rate in use up to each evaluation
 
@@ -162,11 +165,15 @@ def test_plateau_halves_the_rate_and_patience_stops_early(tmp_path):
 def test_seq_length_schedule_grows_the_windows(tmp_path):
     trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", batch_size=2, max_steps=20,
                            seq_length_schedule="5:25")
-    lengths = []
-    trainer.run(lambda event: lengths.append(trainer.seq_length()) if event.kind == "step" else None)
+    lengths = []  # of the windows trained on
+    compute = trainer.loss_and_gradients
+    trainer.loss_and_gradients = lambda inputs, *rest: (lengths.append(len(inputs)),
+                                                        compute(inputs, *rest))[1]
+    trainer.run()
     assert trainer.windows.seq_length == 25
-    # After step s of 20, the next window has 5 + 20 * min(1, (s / 20) / 0.5) steps.
-    assert lengths == [round(5 + 20 * min(1, step / 20 / 0.5)) for step in range(1, 21)]
+    # After s steps of 20, the window has 5 + 20 * min(1, (s / 20) / 0.5) steps.
+    assert lengths == [round(5 + 20 * min(1, step / 20 / 0.5)) for step in range(20)]
+    assert window_length(trainer.settings, Progress(20, 0.0, 0.0)) == 25
 
 
 def test_a_bad_seq_length_schedule_is_refused(tmp_path):

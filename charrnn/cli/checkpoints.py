@@ -12,7 +12,7 @@ from ..checkpoint import for_sampling, load_checkpoint, save_checkpoint
 from ..corpus import read_text, sequence_tokens, source_name, split_records
 from ..errors import CharrnnError
 from ..evaluate import breakdown, score_tokens
-from ..train import training_settings
+from ..training_state import saved_settings
 from .output import encoding_option, errors_option, stdout_console
 
 
@@ -36,7 +36,7 @@ def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
     """
     loaded = load_checkpoint(checkpoint)
     text = read_text(file, encoding, errors)
-    settings = training_settings(loaded)
+    settings = saved_settings(loaded)
     pieces = split_records(text, settings.delimiter) if settings.records else [text]
     tokens, skipped = sequence_tokens(pieces, loaded.vocab)
     score = score_tokens(loaded.model, tokens, by_token=per_char)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from dataclasses import fields, replace
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import click
@@ -15,13 +15,21 @@ from ..checkpoint import check_writable, load_checkpoint
 from ..corpus import default_corpus, load_corpus
 from ..errors import CharrnnError
 from ..model import ModelConfig
-from ..train import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, STOP_LIMITS, TrainSettings, new_trainer,
-                     parse_seq_length_schedule, resume_trainer, settings_from_checkpoint)
+from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, TrainSettings
+from ..train import (ArchitectureChanged, TrainingDiverged, check_architecture, new_trainer,
+                     resume_trainer)
 from .output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
 
-DEFAULTS = TrainSettings()
-ARCHITECTURE_OPTIONS = ("cell", "hidden_size", "num_layers", "embedding_size")
+DEFAULTS = TrainSettings()  # the defaults of every training option
+MODEL_DEFAULTS = {setting.name: setting.default for setting in fields(ModelConfig)
+                  if setting.default is not MISSING}
+ARCHITECTURE_OPTIONS = tuple(MODEL_DEFAULTS)
 TRAINING_OPTIONS = tuple(setting.name for setting in fields(TrainSettings))
+
+
+def flag(name: str) -> str:
+    """The option that sets the library setting ``name``."""
+    return "--" + name.replace("_", "-")
 
 
 def default_checkpoint_path(source: str) -> Path:
@@ -59,7 +67,7 @@ class StopOnSignal:
 
 def check_schedule(schedule: str | None) -> str | None:
     try:
-        parse_seq_length_schedule(schedule, 1)
+        TrainSettings(seq_length_schedule=schedule)
     except CharrnnError:
         raise click.BadParameter(f"{schedule!r} is not START:END, whole numbers of steps with "
                                  "1 <= START <= END") from None
@@ -73,15 +81,6 @@ def explicit_options(ctx: click.Context, names) -> dict:
             if ctx.get_parameter_source(name) not in (source.DEFAULT, None)}
 
 
-def check_architecture(checkpoint, given: dict) -> None:
-    saved = checkpoint.model.config.to_dict()
-    for name, value in given.items():
-        if saved[name] != value:
-            flag = "--" + name.replace("_", "-")
-            raise CharrnnError(f"{flag} {value} differs from the checkpoint's {saved[name]}; "
-                               "a resumed model keeps its architecture")
-
-
 @click.command()
 @click.argument("file", required=False, metavar="[FILE|-]")
 @click.option("--out", "-o", type=click.Path(dir_okay=False),
@@ -92,19 +91,24 @@ def check_architecture(checkpoint, given: dict) -> None:
 @click.option("--records", is_flag=True,
               help="One record per line (or per --delimiter): each is learned as a whole "
                    "sequence from <START> to <END>.")
-@click.option("--delimiter", default="\\n", callback=lambda ctx, param, value: parse_escapes(value),
+@click.option("--delimiter", default=DEFAULTS.delimiter.encode("unicode_escape").decode(),
+              callback=lambda ctx, param, value: parse_escapes(value),
               help=r"Record delimiter for --records (\n, \t escapes).")
 @encoding_option
 @errors_option
 @click.option("--val-fraction", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
-              default=0.05, help="Fraction of the text (or of the records) held out for validation.")
-@click.option("--cell", type=click.Choice(sorted(CELLS)), default="lstm",
+              default=DEFAULTS.val_fraction,
+              help="Fraction of the text (or of the records) held out for validation.")
+@click.option("--cell", type=click.Choice(sorted(CELLS)), default=MODEL_DEFAULTS["cell"],
               help="Recurrent cell: LSTM, GRU, or vanilla tanh RNN.")
-@click.option("--hidden-size", type=click.IntRange(min=1), default=256,
+@click.option("--hidden-size", type=click.IntRange(min=1),
+              default=MODEL_DEFAULTS["hidden_size"],
               help="Units per recurrent layer.")
-@click.option("--num-layers", type=click.IntRange(min=1), default=2,
+@click.option("--num-layers", type=click.IntRange(min=1),
+              default=MODEL_DEFAULTS["num_layers"],
               help="Stacked recurrent layers.")
-@click.option("--embedding-size", type=click.IntRange(min=1), default=64,
+@click.option("--embedding-size", type=click.IntRange(min=1),
+              default=MODEL_DEFAULTS["embedding_size"],
               help="Size of the learned character embedding.")
 @click.option("--seq-length", type=click.IntRange(min=1), default=DEFAULTS.seq_length,
               help="Time steps per window (truncated backpropagation through time).")
@@ -119,13 +123,13 @@ def check_architecture(checkpoint, given: dict) -> None:
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule,
               help="constant; cosine: decay to a tenth of --lr by the step, epoch (or time) "
                    "limit; plateau: halve after two evaluations without improvement.")
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=0,
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=DEFAULTS.warmup_steps,
               help="Raise the learning rate linearly from zero over this many steps.")
 @click.option("--clip", type=FiniteFloatRange(min=0), default=DEFAULTS.clip,
               help="Clip gradients to this global norm (0: no clipping).")
-@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=0.0,
+@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=DEFAULTS.dropout,
               help="Drop each layer's outputs with this probability while training.")
-@click.option("--seed", type=click.IntRange(min=0), default=0,
+@click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed,
               help="Seed for the initial weights and dropout.")
 @click.option("--max-steps", type=click.IntRange(min=0), default=None,
               help="Stop after this many updates in all (counting resumed ones).")
@@ -164,7 +168,7 @@ def train(ctx, file, out, resume, encoding, errors, **options):
     if resume:
         trainer = resumed_trainer(ctx, resume, source, given, out_path, read)
     else:
-        trainer = fresh_trainer(source, options, given, out_path, read)
+        trainer = fresh_trainer(source, options, out_path, read)
     describe_start(trainer, "the shipped corpus" if file is None else
                    "standard input" if file == "-" else Path(file).name)
     run_until_stopped(trainer)
@@ -172,22 +176,26 @@ def train(ctx, file, out, resume, encoding, errors, **options):
 
 def resumed_trainer(ctx, resume: str, source: str, given: dict, out_path: Path, read: dict):
     checkpoint = load_checkpoint(resume)
-    check_architecture(checkpoint, explicit_options(ctx, ARCHITECTURE_OPTIONS))
-    settings = settings_from_checkpoint(checkpoint, given)
-    corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
-                         val_fraction=settings.val_fraction, vocab=checkpoint.vocab, **read)
-    return resume_trainer(checkpoint, corpus, settings, out_path,
+    try:
+        check_architecture(checkpoint.model.config, explicit_options(ctx, ARCHITECTURE_OPTIONS))
+    except ArchitectureChanged as error:
+        raise CharrnnError(f"{flag(error.name)} {error.requested} differs from the checkpoint's "
+                           f"{error.saved}; a resumed model keeps its architecture") from None
+
+    def read_corpus(settings):
+        return load_corpus(source, records=settings.records, delimiter=settings.delimiter,
+                           val_fraction=settings.val_fraction, vocab=checkpoint.vocab, **read)
+
+    return resume_trainer(checkpoint, read_corpus, out_path, given,
                           notify=lambda message: click.echo(f"note: {message}", err=True))
 
 
-def fresh_trainer(source: str, options: dict, given: dict, out_path: Path, read: dict):
+def fresh_trainer(source: str, options: dict, out_path: Path, read: dict):
     settings = TrainSettings(**{name: options[name] for name in TRAINING_OPTIONS})
-    if not any(name in given for name in STOP_LIMITS):
-        settings = replace(settings, max_epochs=DEFAULT_MAX_EPOCHS)
     corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
                          val_fraction=settings.val_fraction, **read)
-    config = ModelConfig(corpus.vocab.size, options["embedding_size"], options["hidden_size"],
-                         options["num_layers"], options["cell"])
+    config = ModelConfig(corpus.vocab.size,
+                         **{name: options[name] for name in ARCHITECTURE_OPTIONS})
     return new_trainer(corpus, config, settings, out_path)
 
 
@@ -195,7 +203,7 @@ def describe_start(trainer, text_name: str) -> None:
     """Notes on stderr: what is trained on, and anything that differs from what was asked."""
     settings, windows, corpus = trainer.settings, trainer.windows, trainer.corpus
     if (windows.batch_size, windows.seq_length) != (settings.batch_size,
-                                                    max(trainer.seq_length_range)):
+                                                    settings.window_range()[1]):
         click.echo(f"note: the text is short: training with --batch-size {windows.batch_size} "
                    f"--seq-length {windows.seq_length}", err=True)
     if len(corpus.val_tokens) < 2:
@@ -212,12 +220,14 @@ def run_until_stopped(trainer) -> None:
     with StopOnSignal() as stop, TrainingReporter() as reporter:
         try:
             outcome = trainer.run(reporter, stop.requested)
+        except TrainingDiverged as error:
+            raise CharrnnError(f"{error}; try a lower --lr or --clip") from None
         except KeyboardInterrupt:
             click.echo("interrupted; the last checkpoint saved is kept", err=True)
             sys.exit(128 + (stop.received or signal.SIGINT))
     if outcome == "no improvement":
         click.echo(f"stopped early: no better validation loss in {trainer.settings.patience} "
-                   f"evaluations (best {trainer.best_val_loss:.4f} nats/char)", err=True)
+                   f"evaluations (best {trainer.plateau.best_val_loss:.4f} nats/char)", err=True)
     if outcome == "interrupted":
         click.echo(f"stopped at step {trainer.position.step}; saved {trainer.out}", err=True)
         sys.exit(128 + stop.received)

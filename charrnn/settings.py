@@ -1,0 +1,82 @@
+"""How to train: the settings, their defaults, and the policy for filling in and replacing them.
+
+Every default of training lives here (the model's in ``model.ModelConfig``);
+the command line reads its defaults from these classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from .errors import CharrnnError
+
+DEFAULT_MAX_EPOCHS = 5  # how long to train when no stop limit is given
+STOP_LIMITS = ("max_steps", "max_epochs", "max_time")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+# Settings that decide which windows the training text is cut into.
+LAYOUT_SETTINGS = ("seq_length", "seq_length_schedule", "batch_size", "records", "delimiter",
+                   "val_fraction")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train: data layout, optimization, when to stop and evaluate.
+
+    With no stop limit at all, ``max_epochs`` becomes DEFAULT_MAX_EPOCHS.
+    """
+
+    seq_length: int = 64
+    seq_length_schedule: str | None = None  # "START:END": windows grow from START to END steps
+    batch_size: int = 64
+    lr: float = 3e-3
+    lr_schedule: str = "cosine"  # one of LR_SCHEDULES
+    warmup_steps: int = 0
+    clip: float = 5.0
+    dropout: float = 0.0  # probability of dropping each layer output while training
+    max_steps: int | None = None
+    max_epochs: float | None = None
+    max_time: float | None = None  # seconds of one run (a resumed run counts afresh)
+    val_fraction: float = 0.05
+    eval_every: int = 100
+    save_every: int | None = None  # steps between saves besides those at evaluations
+    keep_best: bool = False  # also keep the best-validation model in <out>.best.npz
+    patience: int | None = None  # stop after this many evaluations without improvement
+    seed: int = 0
+    records: bool = False
+    delimiter: str = "\n"
+
+    def __post_init__(self):
+        if all(getattr(self, name) is None for name in STOP_LIMITS):
+            object.__setattr__(self, "max_epochs", DEFAULT_MAX_EPOCHS)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise CharrnnError(f"unknown learning-rate schedule {self.lr_schedule!r}")
+        self.window_range()  # refuses a malformed window schedule
+
+    def window_range(self) -> tuple[int, int]:
+        """The (shortest, longest) window lengths: from the schedule "START:END", else both
+        ``seq_length``."""
+        schedule = self.seq_length_schedule
+        if schedule is None:
+            return self.seq_length, self.seq_length
+        try:
+            start, end = (int(part) for part in str(schedule).split(":"))
+        except ValueError:
+            start = end = 0
+        if not 1 <= start <= end:
+            raise CharrnnError(f"a window-length schedule is START:END, whole numbers of steps "
+                               f"with 1 <= START <= END, not {schedule!r}")
+        return start, end
+
+
+def resumed_settings(saved: TrainSettings, overrides: dict) -> TrainSettings:
+    """The settings of a resumed run: the saved ones, with ``overrides`` replacing them.
+
+    A stop limit given replaces all the saved ones: ``max_steps=20`` on a run
+    saved with ``max_epochs=5`` trains to step 20 whatever the epochs.
+    Names that are not training settings are ignored.
+    """
+    known = {setting.name for setting in fields(TrainSettings)}
+    changes = {name: value for name, value in overrides.items() if name in known}
+    if any(name in changes for name in STOP_LIMITS):
+        changes = {**{name: None for name in STOP_LIMITS}, **changes}
+    return replace(saved, **changes)
