@@ -138,7 +138,7 @@ def check_writable(path: str | os.PathLike) -> None:
         write_atomically(probe, lambda file: None)
     except CharrnnError:
         raise CharrnnError(f"cannot write {path}") from None
-    probe.unlink()
+    probe.unlink(missing_ok=True)  # another run writing the same path may have removed it
 
 
 def _fsync_directory(directory: Path) -> None:

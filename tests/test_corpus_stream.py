@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -190,23 +191,59 @@ def test_a_changed_file_is_read_again(text_file, tmp_path, count_encodings):
                                             val_fraction=0.34))
 
 
-@pytest.mark.parametrize("suffix, damage", [
-    (".npy", b"garbage"),
-    (".npy", None),  # truncated
-    (".npy", b""),
-    (".json", b"{not json"),
-    (".json", b'{"key": 3}'),
+def damage_line(contents: bytes) -> bytes:
+    line, rest = contents.split(b"\n", 1)
+    return line.replace(b'"length": ', b'"length": 1') + b"\n" + rest
+
+
+@pytest.mark.parametrize("damage", [
+    lambda contents: b"garbage",
+    lambda contents: contents[:-3],  # truncated
+    lambda contents: b"",
+    lambda contents: b"{not json\n" + contents.split(b"\n", 1)[1],
+    lambda contents: b'{"key": 3}\n' + contents.split(b"\n", 1)[1],
+    damage_line,  # a length that does not match the array
+    lambda contents: contents[:-1] + bytes([contents[-1] ^ 1]),  # a flipped bit in the tokens
+    lambda contents: contents.replace(b"'shape': (", b"'shape': (9"),
 ])
-def test_a_damaged_cache_entry_is_rebuilt(text_file, tmp_path, count_encodings, suffix, damage):
+def test_a_damaged_cache_entry_is_rebuilt(text_file, tmp_path, count_encodings, damage):
     cache_dir = tmp_path / "cache"
     expected = load(text_file, cache_dir)
-    [damaged] = cache_dir.glob(f"*{suffix}")
-    contents = damaged.read_bytes()
-    damaged.write_bytes(contents[: len(contents) - 3] if damage is None else damage)
+    [entry] = cache_dir.iterdir()
+    contents = entry.read_bytes()
+    assert damage(contents) != contents
+    entry.write_bytes(damage(contents))
     assert same_corpus(load(text_file, cache_dir), expected)
     assert len(count_encodings) == 2
     assert same_corpus(load(text_file, cache_dir), expected)  # rebuilt, and used again
     assert len(count_encodings) == 2
+
+
+def test_writers_racing_on_one_entry_leave_it_whole(text_file, tmp_path):
+    """Runs filling one entry at once: a reader meanwhile finds nothing or one writer's whole
+    entry, never a mix, and one whole entry is left, with no temporary files."""
+    entry = cache.entry_for(tmp_path / "cache", str(text_file), delimiter="\n")
+    failures = []
+
+    def write(writer: int):
+        tokens = np.full(1 << 20, writer, np.uint8)
+        for _ in range(20):
+            if not cache.store(entry, tokens, {"writer": writer}):
+                failures.append(f"writer {writer} could not store")
+
+    writers = [threading.Thread(target=write, args=(writer,)) for writer in (1, 2)]
+    for writer in writers:
+        writer.start()
+    found = []
+    while any(writer.is_alive() for writer in writers):
+        if (loaded := cache.load(entry)) is not None:
+            tokens, info = loaded
+            found.append(bool((tokens == info["writer"]).all()))
+    for writer in writers:
+        writer.join()
+    tokens, info = cache.load(entry)
+    assert (tokens == info["writer"]).all() and all(found) and not failures
+    assert [path.name for path in (tmp_path / "cache").iterdir()] == [entry.path.name]
 
 
 def test_a_cache_that_cannot_be_written_is_skipped(text_file, tmp_path):
@@ -225,7 +262,7 @@ def test_standard_input_is_never_cached(text_file, tmp_path, monkeypatch):
 def test_cache_entries_are_keyed_by_path_and_options(text_file, tmp_path):
     one = cache.entry_for(tmp_path, str(text_file), delimiter="\n")
     assert one == cache.entry_for(tmp_path, str(text_file), delimiter="\n")
-    assert one.tokens_path != cache.entry_for(tmp_path, str(text_file), delimiter=None).tokens_path
+    assert one.path != cache.entry_for(tmp_path, str(text_file), delimiter=None).path
     assert cache.load(one) is None
     assert cache.store(one, np.arange(5, dtype=np.uint8), {"n": 5})
     tokens, info = cache.load(one)
@@ -250,4 +287,4 @@ def test_a_second_train_command_uses_the_cache(text_file, tmp_path, count_encodi
     assert runner.invoke(cli, [*arguments[:4], "--resume", str(tmp_path / "model.npz"),
                                "--max-steps", "2"]).exit_code == 0
     assert len(count_encodings) == 1
-    assert len(list(cache.default_cache_dir().glob("*.npy"))) == 1
+    assert len(list(cache.default_cache_dir().iterdir())) == 1

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from charrnn import cache
 from charrnn.checkpoint import load_checkpoint
 from charrnn.sample import generate
 from charrnn.settings import TrainSettings, resumed_settings
@@ -142,3 +143,31 @@ def test_a_resume_with_nothing_left_to_train_still_writes_its_output(tmp_path):
                              tmp_path / "copy.npz", {"max_steps": 3})
     trainer.run()
     assert load_checkpoint(tmp_path / "copy.npz").training["position"]["step"] == 4
+
+
+def test_two_runs_at_once_on_one_text_and_one_out(tmp_path):
+    """Two `train` runs on the same file, saving to the same --out at every step: whatever is
+    at --out always loads, the last save wins, and the corpus cache holds one whole entry."""
+    text = tmp_path / "text.txt"
+    text.write_text(TINY_TEXT * 2000, encoding="utf-8")  # 780 KB: the cache takes a moment
+    out = tmp_path / "out" / "m.npz"
+    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", str(text), "--out", str(out), "--seed", seed,
+         "--max-steps", "40", "--save-every", "1", *TRAIN_FOREVER[:8]],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+        for seed in ("1", "2")]
+    loads = 0
+    while any(process.poll() is None for process in processes):
+        if out.exists():
+            load_checkpoint(out)  # never half-written
+            loads += 1
+    for process in processes:
+        _, stderr = process.communicate()
+        assert process.returncode == 0 and "Traceback" not in stderr, stderr
+    final = load_checkpoint(out).training
+    assert final["position"]["step"] == 40 and final["settings"]["seed"] in (1, 2)
+    assert loads > 0 and [path.name for path in out.parent.iterdir()] == ["m.npz"]
+    [entry] = (tmp_path / "xdg" / "charrnn" / "corpora").iterdir()
+    assert cache.load(cache.entry_for(entry.parent, str(text), encoding="utf-8", errors="strict",
+                                      delimiter=None)) is not None
