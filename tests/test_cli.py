@@ -215,6 +215,30 @@ def test_pipeline_into_head_exits_quietly(tiny_checkpoint, tiny_text_file, argum
     assert len(result.stdout) == (20 if arguments.startswith("sample") else 0)
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("arguments", [
+    "sample {checkpoint} --length 50", "eval {checkpoint} {text} --per-char",
+    "eval {checkpoint} {text} --json", "info {checkpoint}", "--help",
+])
+def test_output_to_a_full_disk_is_one_line(tiny_checkpoint, tiny_text_file, arguments):
+    arguments = arguments.format(checkpoint=tiny_checkpoint, text=tiny_text_file).split()
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "charrnn", *arguments], stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == "charrnn: error: cannot write the output: No space left on device\n"
+
+
+def test_an_unforeseen_os_error_names_its_file(tiny_checkpoint, tiny_text_file, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError(5, "Input/output error", "/mnt/x.bin")
+
+    monkeypatch.setattr("charrnn.cli.checkpoints.load_checkpoint", fail)
+    result = run("eval", tiny_checkpoint, tiny_text_file)
+    assert result.exit_code == 1
+    assert result.stderr == "charrnn: error: /mnt/x.bin: Input/output error\n"
+
+
 def test_output_is_utf8_whatever_the_locale(tmp_path):
     text_file = tmp_path / "u.txt"
     text_file.write_text("héllo wörld ☃\n" * 20, encoding="utf-8")

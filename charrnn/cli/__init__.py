@@ -49,6 +49,12 @@ class CharrnnGroup(click.Group):
             sys.exit(1)
         except click.Abort:
             sys.exit(130)
+        except BrokenPipeError:  # --help or --version into a pipe closed early
+            quiet_broken_pipe()
+            sys.exit(0)
+        except OSError as error:  # --help or --version; ``invoke`` handles the commands
+            error_line(f"cannot write the output: {error.strerror}")
+            sys.exit(1)
         sys.exit(status if isinstance(status, int) else 0)
 
     def invoke(self, ctx):
@@ -57,8 +63,9 @@ class CharrnnGroup(click.Group):
         except BrokenPipeError:  # the reader went away (`... | head`): that is fine
             quiet_broken_pipe()
             return 0
-        except OSError as error:  # such as a full disk under `> out.txt`
-            raise CharrnnError(f"cannot write the output: {error.strerror}") from None
+        except OSError as error:  # one the commands did not foresee: say what failed where
+            where = f"{error.filename}: " if error.filename else ""
+            raise CharrnnError(f"{where}{error.strerror or error}") from None
 
 
 @click.group(cls=CharrnnGroup, context_settings={"help_option_names": ["-h", "--help"],

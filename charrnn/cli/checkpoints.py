@@ -13,7 +13,7 @@ from ..corpus import read_text, sequence_tokens, source_name, split_records
 from ..errors import CharrnnError
 from ..evaluate import breakdown, score_tokens
 from ..training_state import saved_settings
-from .output import encoding_option, errors_option, stdout_console
+from .output import encoding_option, errors_option, print_line, stdout_console
 
 
 @click.command(name="eval")
@@ -57,9 +57,9 @@ def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
         if per_char:
             result["by_class"] = [row_dict(row, "class") for row in by_class]
             result["by_character"] = [row_dict(row, "character") for row in by_token]
-        click.echo(json.dumps(result, ensure_ascii=False))
+        print_line(json.dumps(result, ensure_ascii=False))
         return
-    click.echo(f"nats/char    {score.nats_per_char:.4f}\n"
+    print_line(f"nats/char    {score.nats_per_char:.4f}\n"
                f"bits/char    {score.bits_per_char:.4f}\n"
                f"perplexity   {score.perplexity:.3f}\n"
                f"scored       {score.num_scored:,} predictions "
@@ -110,7 +110,7 @@ def info(checkpoint, as_json):
     loaded = load_checkpoint(checkpoint)
     details = summary(loaded)
     if as_json:
-        click.echo(json.dumps(details))
+        print_line(json.dumps(details))
         return
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(no_wrap=True)

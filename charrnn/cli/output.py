@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 import os
 import sys
+from contextlib import contextmanager
 
 import click
+
+from ..errors import CharrnnError
+
 
 class FiniteFloatRange(click.FloatRange):
     """A FloatRange that also refuses NaN and the infinities."""
@@ -30,6 +34,18 @@ def parse_escapes(value: str) -> str:
     return result.replace("\0", "\\")
 
 
+@contextmanager
+def writing_output():
+    """Report a failure to write standard output (such as a full disk) as one message; a pipe
+    closed early is left to the command line's handler."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise CharrnnError(f"cannot write the output: {error.strerror}") from None
+
+
 class StdoutText:
     """Writes UTF-8 to standard output whatever the locale, flushing as it goes."""
 
@@ -38,8 +54,14 @@ class StdoutText:
 
     def __call__(self, text: str) -> None:
         if text:
-            self.stream.write(text.encode("utf-8", "surrogatepass"))
-            self.stream.flush()
+            with writing_output():
+                self.stream.write(text.encode("utf-8", "surrogatepass"))
+                self.stream.flush()
+
+
+def print_line(text: str) -> None:
+    """Write ``text`` and a newline to standard output."""
+    StdoutText()(text + "\n")
 
 
 def quiet_broken_pipe() -> None:
@@ -53,11 +75,15 @@ def quiet_broken_pipe() -> None:
 
 def stdout_console(**options):
     """A rich Console on stdout that leaves a closed pipe to the command line's handler
-    (rich's own exits with status 1)."""
+    (rich's own exits with status 1) and reports other failures to write as one message."""
     from rich.console import Console
 
-    class PipeFriendlyConsole(Console):
+    class StdoutConsole(Console):
         def on_broken_pipe(self) -> None:
             raise BrokenPipeError
 
-    return PipeFriendlyConsole(**options)
+        def print(self, *objects, **print_options) -> None:
+            with writing_output():
+                super().print(*objects, **print_options)
+
+    return StdoutConsole(**options)
