@@ -1,19 +1,29 @@
 """Generating text: feed <START> (and a prime), then draw each next character.
 
-Several samples advance together as one batch. Sample i draws from its own
-random generator, seeded with (seed, i), so a sample does not depend on how
-many others are drawn beside it.
+Several samples advance together as one batch, each with its own temperature.
+Sample i at each temperature draws from its own random generator, seeded with
+(seed, i), so a sample does not depend on how many others are drawn beside
+it, nor at which other temperatures.
+
+A draw turns the logits into a choice in this order (as Hugging Face's
+``generate`` does): the repetition penalty on the raw logits, then the
+temperature, then top-k, top-p and min-p remove unlikely characters, and the
+choice inverts the cumulative sum of what is left at a uniform random number.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .model import Model
 from .vocab import END_ID, START_ID, Vocabulary
+
+UNIFORMS_AHEAD = 256  # random numbers drawn at once per sample
+LARGEST_UNIFORM = 1 - 2.0 ** -52  # u * total < total for every positive total (see Sampler)
 
 
 @dataclass(frozen=True)
@@ -28,8 +38,29 @@ class Piece:
     # sample's characters (and <END>), at temperature 1, natural log
 
 
-def sample_rngs(seed: int, num_samples: int) -> list[np.random.Generator]:
-    return [np.random.default_rng([seed, index]) for index in range(num_samples)]
+@dataclass(frozen=True)
+class Sampling:
+    """How every sample draws its next character, whatever its temperature.
+
+    top_k: keep the k likeliest characters. top_p: keep the smallest set of
+    likeliest characters whose probability reaches p (nucleus). min_p: drop the
+    characters less likely than min_p times the likeliest. repetition_penalty:
+    a character that occurs in the last ``repetition_window`` characters of the
+    text so far (prime included; the whole text for 0) has its logit divided
+    by the penalty when positive and multiplied by it when negative; 1 is off.
+    """
+
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    repetition_window: int = 64
+
+
+def sample_rngs(seed: int, num_samples: int, num_temperatures: int = 1) -> list[np.random.Generator]:
+    """Sample i at every temperature draws from a generator seeded with (seed, i)."""
+    return [np.random.default_rng([seed, index])
+            for _ in range(num_temperatures) for index in range(num_samples)]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -40,48 +71,133 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def restrict_(scaled: np.ndarray, top_k: int | None, top_p: float | None) -> np.ndarray:
+def penalize_(logits: np.ndarray, seen: np.ndarray, penalty: float) -> None:
+    """The repetition penalty, in place on the logits (N, V) of the tokens ``seen`` (N, V):
+    positive logits divided by ``penalty``, negative ones multiplied by it."""
+    hit = logits[seen]
+    logits[seen] = np.where(hit > 0, hit / penalty, hit * penalty)
+
+
+def restrict_(shifted: np.ndarray, sampling: Sampling) -> np.ndarray:
     """Set to -inf, in place, the logits (N, V) of tokens outside the top k, then outside
-    the smallest set of most likely tokens whose probability reaches top_p (nucleus)."""
-    if top_k is not None and top_k < scaled.shape[1]:
-        kth_largest = np.partition(scaled, -top_k, axis=1)[:, -top_k:].min(axis=1, keepdims=True)
-        scaled[scaled < kth_largest] = -np.inf
+    the smallest set of most likely tokens whose probability reaches top_p (nucleus),
+    then below min_p times the likeliest's probability. Each row's largest logit is 0."""
+    top_k, top_p, min_p = sampling.top_k, sampling.top_p, sampling.min_p
+    if top_k is not None and top_k < shifted.shape[1]:
+        kth_largest = np.partition(shifted, -top_k, axis=1)[:, -top_k:].min(axis=1, keepdims=True)
+        shifted[shifted < kth_largest] = -np.inf
     if top_p is not None and top_p < 1:
-        probs = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+        probs = np.exp(shifted)
         probs /= probs.sum(axis=1, keepdims=True)
         order = np.argsort(-probs, axis=1, kind="stable")
         sorted_probs = np.take_along_axis(probs, order, axis=1)
         mass_before = np.cumsum(sorted_probs, axis=1) - sorted_probs
-        outside = np.zeros_like(scaled, dtype=bool)
+        outside = np.zeros_like(shifted, dtype=bool)
         np.put_along_axis(outside, order, mass_before >= top_p, axis=1)
-        scaled[outside] = -np.inf
-    return scaled
+        shifted[outside] = -np.inf
+    if min_p is not None and min_p > 0:
+        # p / p_max = exp(logit - largest logit) = exp(logit) here.
+        shifted[shifted < math.log(min_p)] = -np.inf
+    return shifted
 
 
-def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
-         top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
-    """One token per row of ``logits`` (N, V): the argmax at temperature 0, else a draw
-    from softmax(logits / temperature), restricted to top_k / top_p, made by inverting
-    its cumulative sum at ``uniforms`` (N,). <START> is never drawn."""
+def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float | np.ndarray = 1.0,
+         sampling: Sampling = Sampling(), seen: np.ndarray | None = None) -> np.ndarray:
+    """One token per row of ``logits`` (N, V).
+
+    temperature: a number, or one per row (N,). At temperature 0 the argmax,
+    else a draw from softmax(logits / temperature) after the repetition penalty
+    (on the tokens ``seen`` (N, V), when given) and restricted as ``sampling``
+    says, made by inverting its cumulative sum at ``uniforms`` (N,), each in
+    [0, 1). <START> is never drawn.
+    """
     logits = logits.astype(np.float64)
     logits[:, START_ID] = -np.inf
+    if seen is not None and sampling.repetition_penalty != 1:
+        penalize_(logits, seen, sampling.repetition_penalty)
     greedy = logits.argmax(axis=1)
-    if temperature == 0:
-        return greedy
-    with np.errstate(over="ignore", invalid="ignore"):
-        scaled = logits / temperature  # all 0 at an infinite temperature: uniform
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        scaled = logits / np.reshape(temperature, (-1, 1))  # all 0 at an infinite temperature
     scaled[:, START_ID] = -np.inf  # -inf / inf is NaN
-    overflowed = ~np.isfinite(scaled.max(axis=1))  # a temperature so small it is 0
-    scaled[overflowed] = np.where(np.arange(scaled.shape[1]) == greedy[overflowed, None],
-                                  0.0, -np.inf)
-    scaled = restrict_(scaled, top_k, top_p)
-    scaled -= scaled.max(axis=1, keepdims=True)
-    cumulative = np.cumsum(np.exp(scaled), axis=1)
-    thresholds = uniforms[:, None] * cumulative[:, -1:]
-    drawn = (cumulative <= thresholds).sum(axis=1)
-    # Rounding can push the count past the last allowed token: step back to it.
-    last_allowed = scaled.shape[1] - 1 - np.argmax(np.isfinite(scaled[:, ::-1]), axis=1)
-    return np.minimum(drawn, last_allowed)
+    largest = scaled.max(axis=1, keepdims=True)
+    cold = ~np.isfinite(largest[:, 0])  # temperature 0, or so small that it overflowed
+    if cold.any():
+        scaled[cold] = np.where(np.arange(scaled.shape[1]) == greedy[cold, None], 0.0, -np.inf)
+        largest[cold] = 0.0
+    scaled -= largest
+    cumulative = np.cumsum(np.exp(restrict_(scaled, sampling), out=scaled), axis=1, out=scaled)
+    # u < LARGEST_UNIFORM makes the threshold smaller than the total, so the count below
+    # always lands on a token of positive probability (never one removed at the end).
+    thresholds = np.minimum(uniforms, LARGEST_UNIFORM) * cumulative[:, -1]
+    return (cumulative <= thresholds[:, None]).sum(axis=1)
+
+
+class RecentTokens:
+    """Which tokens occur in each row's last ``window`` tokens (in all its tokens for 0)."""
+
+    def __init__(self, context: np.ndarray, batch_size: int, vocab_size: int, window: int):
+        # counts (B, V + 1): the last column counts the ring's empty slots.
+        self.counts = np.zeros((batch_size, vocab_size + 1), np.int64)
+        self.ring = np.full((batch_size, window), vocab_size) if window else None  # (B, window)
+        self.position = 0
+        for token in context[-window:] if window else context:
+            self.add(np.full(batch_size, token))
+
+    def add(self, tokens: np.ndarray) -> None:
+        """Append one token (B,) to every row."""
+        rows = np.arange(len(tokens))
+        if self.ring is not None:
+            self.counts[rows, self.ring[:, self.position]] -= 1
+            self.ring[:, self.position] = tokens
+            self.position = (self.position + 1) % self.ring.shape[1]
+        self.counts[rows, tokens] += 1
+
+    def seen(self) -> np.ndarray:
+        """(B, V) bool: whether each token is in each row's window."""
+        return self.counts[:, :-1] > 0
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only the rows where ``rows`` (B,) is true."""
+        self.counts = self.counts[rows]
+        if self.ring is not None:
+            self.ring = self.ring[rows]
+
+
+class Sampler:
+    """Draws every row's next token, each row at its own temperature with its own generator.
+
+    Keeps what a draw needs from one step to the next: each row's random
+    numbers, drawn ahead in blocks (a row's k-th draw still uses its
+    generator's k-th number), and, for a repetition penalty, the tokens each
+    row holds in its window.
+    """
+
+    def __init__(self, sampling: Sampling, temperatures: Sequence[float],
+                 rngs: list[np.random.Generator], context: np.ndarray, vocab_size: int):
+        self.sampling = sampling
+        self.temperatures = np.array(temperatures, np.float64)  # (B,)
+        self.rngs = rngs
+        self.uniforms = np.empty((len(rngs), 0))  # (B, block): the numbers not yet used
+        self.recent = (RecentTokens(context, len(rngs), vocab_size, sampling.repetition_window)
+                       if sampling.repetition_penalty != 1 else None)
+
+    def draw(self, logits: np.ndarray) -> np.ndarray:
+        """The next token (B,) of every row from its logits (B, V)."""
+        if self.uniforms.shape[1] == 0:
+            self.uniforms = np.stack([rng.random(UNIFORMS_AHEAD) for rng in self.rngs])
+        uniforms, self.uniforms = self.uniforms[:, 0], self.uniforms[:, 1:]
+        seen = None if self.recent is None else self.recent.seen()
+        tokens = draw(logits, uniforms, self.temperatures, self.sampling, seen)
+        if self.recent is not None:
+            self.recent.add(tokens)
+        return tokens
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only the rows where ``rows`` (B,) is true."""
+        self.temperatures, self.uniforms = self.temperatures[rows], self.uniforms[rows]
+        self.rngs = [rng for rng, kept in zip(self.rngs, rows) if kept]
+        if self.recent is not None:
+            self.recent.keep(rows)
 
 
 def primed_start(model: Model, vocab: Vocabulary, prime: str, batch_size: int = 1):
@@ -99,25 +215,30 @@ def primed_start(model: Model, vocab: Vocabulary, prime: str, batch_size: int = 
 
 
 def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1,
-             length: int = 500, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, prime: str = "",
+             length: int = 500, temperature: float | Sequence[float] = 1.0,
+             sampling: Sampling = Sampling(), prime: str = "",
              stop: tuple[str, ...] = ()) -> Iterator[Piece]:
-    """Draw ``num_samples`` samples together, yielding each character as it is drawn.
+    """Draw ``num_samples`` samples at each temperature, all together, yielding each
+    character as it is drawn.
 
-    Each sample starts from <START> followed by the prime's characters (those
-    in the vocabulary) and stops when the model draws <END>, after ``length``
-    characters, or when its text ends with one of the ``stop`` strings (which
-    is kept).
+    Samples are numbered temperature by temperature: with temperatures
+    (t0, t1), samples 0 .. num_samples - 1 are at t0. Each starts from <START>
+    followed by the prime's characters (those in the vocabulary) and stops
+    when the model draws <END>, after ``length`` characters, or when its text
+    ends with one of the ``stop`` strings (which is kept).
     """
-    rngs = sample_rngs(seed, num_samples)
-    stepper, logits, state = primed_start(model, vocab, prime, num_samples)
+    temperatures = [float(t) for t in np.atleast_1d(temperature)]
+    batch_size = num_samples * len(temperatures)
+    sampler = Sampler(sampling, np.repeat(temperatures, num_samples),
+                      sample_rngs(seed, num_samples, len(temperatures)),
+                      vocab.encode(prime)[0], model.config.vocab_size)
+    stepper, logits, state = primed_start(model, vocab, prime, batch_size)
     longest_stop = max(map(len, stop), default=0)
-    tails = [""] * num_samples  # each sample's last characters, to spot stop strings
-    log_probs = np.zeros(num_samples)
-    active = np.arange(num_samples)  # samples still drawing, in order
+    tails = [""] * batch_size  # each sample's last characters, to spot stop strings
+    log_probs = np.zeros(batch_size)
+    active = np.arange(batch_size)  # samples still drawing, in order
     for _ in range(length):
-        uniforms = np.array([rngs[index].random() for index in active])
-        tokens = draw(logits, uniforms, temperature, top_k, top_p)
+        tokens = sampler.draw(logits)
         log_probs[active] += log_softmax(logits)[np.arange(len(active)), tokens]
         finished = np.zeros(len(active), dtype=bool)
         for row, (index, token) in enumerate(zip(active, tokens)):
@@ -138,6 +259,7 @@ def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1
             keep = ~finished
             active, tokens = active[keep], tokens[keep]
             state = [tuple(part[keep] for part in layer) for layer in state]
+            sampler.keep(keep)
         logits, state = stepper.step(tokens, state)
     for index in active:
         yield Piece(int(index), "", True, "length", float(log_probs[index]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.checkpoint import load_checkpoint
-from charrnn.sample import OrderedWriter, Piece, draw, generate
+from charrnn.checkpoint import load_checkpoint, pretrained_model
+from charrnn.sample import OrderedWriter, Piece, RecentTokens, Sampling, draw, generate
 from charrnn.vocab import END_ID, START_ID
 
 
@@ -78,13 +78,13 @@ def test_top_k_and_top_p_never_draw_excluded_tokens():
     probs = np.exp(logits[0, 1:]) / np.exp(logits[0, 1:]).sum()  # without <START>
     ranked = np.argsort(-probs) + 1
     top3 = set(ranked[:3].tolist())
-    assert set(draw(many, rng.random(4000), 1.0, top_k=3).tolist()) == top3
+    assert set(draw(many, rng.random(4000), 1.0, Sampling(top_k=3)).tolist()) == top3
     # Nucleus: the smallest prefix of the ranking whose mass reaches 0.6.
     cumulative = np.cumsum(np.sort(probs)[::-1])
     nucleus = set(ranked[: int(np.searchsorted(cumulative, 0.6)) + 1].tolist())
-    drawn = set(draw(many, rng.random(4000), 1.0, top_p=0.6).tolist())
+    drawn = set(draw(many, rng.random(4000), 1.0, Sampling(top_p=0.6)).tolist())
     assert drawn == nucleus and len(nucleus) < 11
-    assert set(draw(many, rng.random(4000), 2.0, top_k=1).tolist()) == {int(ranked[0])}
+    assert set(draw(many, rng.random(4000), 2.0, Sampling(top_k=1)).tolist()) == {int(ranked[0])}
 
 
 def test_stop_strings_end_a_sample_and_are_kept(tiny_checkpoint):
@@ -121,3 +121,80 @@ def test_extreme_temperatures_stay_well_defined():
     hot = draw(np.repeat(logits, 3000, axis=0), rng.random(3000), float("inf"))
     assert set(hot.tolist()) == {1, 2, 3}  # uniform, and never <START>
     assert abs(np.mean(hot == 1) - 1 / 3) < 0.05
+
+
+def repeat_rate(text: str, n: int = 20) -> float:
+    """The share of the text's n-character strings that already occurred earlier in it."""
+    grams = [text[i: i + n] for i in range(len(text) - n + 1)]
+    return 1 - len(set(grams)) / len(grams)
+
+
+def test_repetition_penalty_breaks_the_loop_of_greedy_decoding():
+    loaded = load_checkpoint(pretrained_model())
+    run = lambda sampling: "".join(p.text for p in generate(
+        loaded.model, loaded.vocab, seed=0, length=600, temperature=0, sampling=sampling))
+    looping = run(Sampling())
+    assert repeat_rate(looping) > 0.8  # "the sease the sease the sease ..."
+    assert repeat_rate(run(Sampling(repetition_penalty=1.3))) < 0.1
+    # Over the whole text, every common character is soon penalised alike, and it loops again.
+    assert repeat_rate(run(Sampling(repetition_penalty=1.3, repetition_window=0))) > 0.5
+
+
+def test_repetition_penalty_divides_positive_logits_and_multiplies_negative_ones():
+    positive = np.array([[0.0, 0.0, 2.0, 1.8, 0.0]])
+    negative = np.array([[0.0, -5.0, -1.0, -1.2, -5.0]])
+    seen = np.array([[False, False, True, False, False]])
+    for logits, penalty, expected in ((positive, 1.2, 3), (positive, 1.1, 2),  # 2/1.1 > 1.8
+                                      (negative, 1.3, 3), (negative, 1.1, 2)):  # -1.1 > -1.2
+        sampling = Sampling(repetition_penalty=penalty)
+        assert draw(logits, np.zeros(1), 0, sampling, seen).tolist() == [expected]
+        assert draw(logits, np.zeros(1), 0, sampling, ~seen).tolist() == [2]
+
+
+def test_recent_tokens_forget_what_left_the_window():
+    recent = RecentTokens(np.array([2, 3]), batch_size=2, vocab_size=6, window=3)
+    assert recent.seen()[:, 2:4].all()
+    recent.add(np.array([4, 5]))
+    recent.add(np.array([4, 4]))  # the window is now 3, 4, 4 and 3, 5, 4
+    assert recent.seen().tolist() == [[False, False, False, True, True, False],
+                                      [False, False, False, True, True, True]]
+    whole = RecentTokens(np.array([2, 3]), batch_size=1, vocab_size=6, window=0)
+    for token in (4, 4, 4, 5):
+        whole.add(np.array([token]))
+    assert whole.seen()[0, 2:].all()
+
+
+def test_min_p_draws_exactly_the_characters_above_the_floor():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(1, 14)) * 2
+    probs = np.exp(logits[0, 1:]) / np.exp(logits[0, 1:]).sum()
+    for min_p in (0.05, 0.3):
+        expected = set((np.flatnonzero(probs >= min_p * probs.max()) + 1).tolist())
+        drawn = draw(np.repeat(logits, 6000, axis=0), rng.random(6000), 1.0, Sampling(min_p=min_p))
+        assert set(drawn.tolist()) == expected and len(expected) < 13
+    hot = draw(np.repeat(logits, 6000, axis=0), rng.random(6000), 3.0, Sampling(min_p=0.3))
+    assert len(set(hot.tolist())) > len(expected)  # relative to the tempered distribution
+
+
+def test_each_temperature_of_a_list_draws_as_it_would_alone(tiny_checkpoint):
+    loaded = load_checkpoint(tiny_checkpoint)
+    listed = texts(generate(loaded.model, loaded.vocab, seed=4, num_samples=2, length=60,
+                            temperature=(0.0, 1.5)), 4)
+    alone = texts(generate(loaded.model, loaded.vocab, seed=4, num_samples=2, length=60,
+                           temperature=1.5), 2)
+    greedy = texts(generate(loaded.model, loaded.vocab, seed=4, length=60, temperature=0), 1)
+    assert listed[2:] == alone and listed[:2] == greedy * 2
+    assert alone[0] != alone[1] != greedy[0]
+
+
+def test_a_seed_reproduces_samples_with_every_option(tiny_checkpoint):
+    loaded = load_checkpoint(tiny_checkpoint)
+    sampling = Sampling(top_k=8, top_p=0.95, min_p=0.02, repetition_penalty=1.4,
+                        repetition_window=10)
+    run = lambda seed: texts(generate(loaded.model, loaded.vocab, seed=seed, num_samples=3,
+                                      length=80, temperature=(0.7, 1.2), sampling=sampling,
+                                      prime="the"), 6)
+    assert run(3) == run(3) and run(3) != run(4)
+    plain = texts(generate(loaded.model, loaded.vocab, seed=3, num_samples=3, length=80,
+                           temperature=(0.7, 1.2), prime="the"), 6)
+    assert run(3) != plain

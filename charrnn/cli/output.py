@@ -22,6 +22,23 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+class NumberList(click.ParamType):
+    """Comma-separated numbers, each checked by ``number_type``: ``0.2,0.5,1.0``."""
+
+    name = "list"
+
+    def __init__(self, number_type: click.ParamType):
+        self.number_type = number_type
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).split(",")
+        if "" in (part.strip() for part in parts):
+            self.fail(f"{value!r} is not a comma-separated list of numbers.", param, ctx)
+        return tuple(self.number_type.convert(part.strip(), param, ctx) for part in parts)
+
+
 encoding_option = click.option("--encoding", default="utf-8", help="Encoding of the input text.")
 errors_option = click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]),
                              default="strict",

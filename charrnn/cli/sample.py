@@ -10,8 +10,8 @@ import numpy as np
 from ..beam import beam_search
 from ..checkpoint import load_checkpoint, pretrained_model
 from ..corpus import read_text
-from ..sample import OrderedWriter, generate
-from .output import (FiniteFloatRange, StdoutText, encoding_option, errors_option,
+from ..sample import OrderedWriter, Sampling, generate
+from .output import (FiniteFloatRange, NumberList, StdoutText, encoding_option, errors_option,
                      parse_escapes)
 
 
@@ -20,14 +20,28 @@ from .output import (FiniteFloatRange, StdoutText, encoding_option, errors_optio
                 metavar="[CHECKPOINT]")
 @click.option("--length", "-n", type=click.IntRange(min=0), default=500,
               help="Most characters to generate per sample (a sample also stops at <END>).")
-@click.option("--temperature", "-t", type=FiniteFloatRange(min=0), default=0.8,
+@click.option("--temperature", "-t", type=NumberList(FiniteFloatRange(min=0)), default="0.8",
+              show_default=True,
               help="Sharpness of the draw: lower is safer, higher is wilder, 0 always takes "
-                   "the likeliest character.")
+                   "the likeliest character; a list such as 0.2,0.5,1.0 draws --num-samples "
+                   "samples at each.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Draw only from the k likeliest characters.")
 @click.option("--top-p", type=FiniteFloatRange(0, 1, min_open=True), default=None,
               help="Draw only from the likeliest characters whose probabilities add up to p "
                    "(nucleus sampling).")
+@click.option("--min-p", type=FiniteFloatRange(0, 1), default=None,
+              help="Drop the characters less likely than min_p times the likeliest one; off unless "
+                   "given.")
+@click.option("--repetition-penalty", type=FiniteFloatRange(min=0, min_open=True), default=1.0,
+              show_default=True,
+              help="Make the characters of the last --repetition-window characters less likely "
+                   "(positive logits divided by it, negative ones multiplied); 1 is off, "
+                   "below 1 favours repeats.")
+@click.option("--repetition-window", type=click.IntRange(min=0), default=Sampling.repetition_window,
+              show_default=True,
+              help="How many of the last characters (prime included) the repetition penalty "
+                   "looks at; 0: the whole text.")
 @click.option("--stop", multiple=True,
               help="End a sample when its text ends with this string (kept); repeatable; "
                    r"\n and \t escapes.")
@@ -47,7 +61,8 @@ from .output import (FiniteFloatRange, StdoutText, encoding_option, errors_optio
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per sample (text, log-probability, why it stopped) "
                    "instead of streaming text.")
-def sample(checkpoint, length, temperature, top_k, top_p, stop, prime, prime_file, encoding,
+def sample(checkpoint, length, temperature, top_k, top_p, min_p, repetition_penalty,
+           repetition_window, stop, prime, prime_file, encoding,
            errors, seed, num_samples, beam_width, as_json):
     """Generate text from a trained model, streamed to standard output.
 
@@ -66,18 +81,22 @@ def sample(checkpoint, length, temperature, top_k, top_p, stop, prime, prime_fil
         best = beam_search(loaded.model, loaded.vocab, width=beam_width, length=length,
                            prime=prime)
         write_results([{"index": 0, "seed": None, "prime": prime,
-                        "text": loaded.vocab.decode(best.tokens), "log_prob": best.log_prob,
+                        "temperature": None, "text": loaded.vocab.decode(best.tokens),
+                        "log_prob": best.log_prob,
                         "stop_reason": "end" if best.ended else "length"}], as_json)
         return
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
+    sampling = Sampling(top_k=top_k, top_p=top_p, min_p=min_p,
+                        repetition_penalty=repetition_penalty, repetition_window=repetition_window)
     pieces = generate(loaded.model, loaded.vocab, seed=seed, num_samples=num_samples,
-                      length=length, temperature=temperature, top_k=top_k, top_p=top_p,
-                      prime=prime, stop=tuple(parse_escapes(text) for text in stop if text))
+                      length=length, temperature=temperature, sampling=sampling, prime=prime,
+                      stop=tuple(parse_escapes(text) for text in stop if text))
+    temperatures = [t for t in temperature for _ in range(num_samples)]  # of each sample
     if as_json:
-        write_results(collect_samples(pieces, num_samples, prime, seed), as_json=True)
+        write_results(collect_samples(pieces, temperatures, prime, seed), as_json=True)
         return
-    writer = OrderedWriter(StdoutText(), num_samples, prefix=prime)
+    writer = OrderedWriter(StdoutText(), len(temperatures), prefix=prime)
     for piece in pieces:
         writer.feed(piece)
 
@@ -94,14 +113,15 @@ def read_prime(vocab, prime: str, prime_file: str | None, encoding: str, errors:
     return prime
 
 
-def collect_samples(pieces, num_samples: int, prime: str, seed: int) -> list[dict]:
-    """The finished samples as dicts, for --json."""
-    texts = [[] for _ in range(num_samples)]
-    results = [None] * num_samples
+def collect_samples(pieces, temperatures: list[float], prime: str, seed: int) -> list[dict]:
+    """The finished samples as dicts, for --json; ``temperatures`` has each sample's."""
+    texts = [[] for _ in temperatures]
+    results = [None] * len(temperatures)
     for piece in pieces:
         texts[piece.index].append(piece.text)
         if piece.done:
-            results[piece.index] = {"index": piece.index, "seed": seed, "prime": prime,
+            results[piece.index] = {"index": piece.index, "seed": seed,
+                                    "temperature": temperatures[piece.index], "prime": prime,
                                     "text": "".join(texts[piece.index]),
                                     "log_prob": piece.log_prob,
                                     "stop_reason": piece.stop_reason}
