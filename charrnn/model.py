@@ -218,17 +218,22 @@ class Model:
         return float(losses.sum()), int((targets != START_ID).sum()), new_state
 
     def loss_and_gradients(self, inputs: np.ndarray, targets: np.ndarray, state: State,
-                           dropout: float = 0.0, rng: np.random.Generator | None = None):
+                           dropout: float = 0.0, rng: np.random.Generator | None = None,
+                           num_scored: int | None = None):
         """Mean loss per scored target over the window, and its gradient for every parameter.
 
         inputs, targets: (T, B) token ids; state: the state entering the window;
-        dropout: the probability of dropping each layer output, drawn from ``rng``.
+        dropout: the probability of dropping each layer output, drawn from ``rng``;
+        num_scored: what the summed loss is divided by, when these rows are part of a
+        bigger batch (the number of scored targets in the whole batch); by default
+        the number scored here.
         Returns (mean_loss, grads, new_state); grads has the keys of ``params``.
         """
         T, B = inputs.shape
         top, new_state, caches, masks = self._forward(inputs, state, dropout, rng)
         scored = (targets != START_ID).ravel()
-        num_scored = max(int(scored.sum()), 1)
+        if num_scored is None:
+            num_scored = max(int(scored.sum()), 1)
         losses, dlogits = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
         dlogits[np.arange(targets.size), targets.ravel()] -= 1
         dlogits *= scored[:, None] / num_scored

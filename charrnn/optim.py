@@ -20,11 +20,17 @@ def clip_by_global_norm_(grads: Params, max_norm: float) -> float:
     Returns the norm before clipping (NaN or inf if the gradients are not finite).
     """
     norm = global_norm(grads)
-    if max_norm > 0 and norm > max_norm:
-        scale = max_norm / norm
+    scale = clip_scale(norm, max_norm)
+    if scale != 1.0:
         for g in grads.values():
             g *= scale
     return norm
+
+
+def clip_scale(norm: float, max_norm: float) -> float:
+    """What scales gradients of global norm ``norm`` down to ``max_norm`` (1 if they are
+    within it, or ``max_norm`` is 0: no clipping)."""
+    return max_norm / norm if 0 < max_norm < norm else 1.0
 
 
 class Adam:
@@ -42,27 +48,48 @@ class Adam:
         self.step = 0
         self._scratch = {name: np.empty_like(p) for name, p in params.items()}  # work arrays
 
-    def update_(self, params: Params, grads: Params, lr: float | None = None) -> None:
-        """One update of every parameter in place; ``lr`` overrides the base rate."""
+    def update_(self, params: Params, grads: Params, lr: float | None = None,
+                grad_scale: float = 1.0) -> None:
+        """One update of every parameter in place; ``lr`` overrides the base rate, and the
+        gradients count as multiplied by ``grad_scale`` (see ``clip_scale``)."""
+        step_size = self.next_step_size(lr)
+        for name, param in params.items():
+            self.update_part_(name, param, grads[name], step_size, grad_scale)
+
+    def next_step_size(self, lr: float | None = None) -> float:
+        """Count one more update and return its step size, with both bias corrections
+        folded in; ``update_part_`` then updates the parameters with it."""
         self.step += 1
         lr = self.lr if lr is None else lr
-        # Fold both bias corrections into the step size.
-        step_size = lr * math.sqrt(1 - self.beta2 ** self.step) / (1 - self.beta1 ** self.step)
-        for name, param in params.items():
-            grad, m, v = grads[name], self.first_moment[name], self.second_moment[name]
-            scratch = self._scratch[name]
-            # m = beta1 m + (1 - beta1) grad
-            m *= self.beta1
-            np.multiply(grad, 1 - self.beta1, out=scratch)
-            m += scratch
-            # v = beta2 v + (1 - beta2) grad^2
-            v *= self.beta2
-            np.multiply(grad, grad, out=scratch)
-            scratch *= 1 - self.beta2
-            v += scratch
-            # param -= step_size m / (sqrt(v) + eps)
-            np.sqrt(v, out=scratch)
-            scratch += self.eps
-            np.divide(m, scratch, out=scratch)
-            scratch *= step_size
-            param -= scratch
+        return lr * math.sqrt(1 - self.beta2 ** self.step) / (1 - self.beta1 ** self.step)
+
+    def update_part_(self, name: str, param: np.ndarray, grad: np.ndarray, step_size: float,
+                     grad_scale: float = 1.0, part: slice = slice(None)) -> None:
+        """Update the elements ``part`` of one parameter (of its flattened values) in place.
+
+        Disjoint parts of the parameters can be updated from several threads at once.
+        """
+        param, grad, m, v, scratch = (flat(array)[part] for array in (
+            param, grad, self.first_moment[name], self.second_moment[name], self._scratch[name]))
+        # m = beta1 m + (1 - beta1) grad
+        m *= self.beta1
+        np.multiply(grad, (1 - self.beta1) * grad_scale, out=scratch)
+        m += scratch
+        # v = beta2 v + (1 - beta2) grad^2
+        v *= self.beta2
+        np.multiply(grad, grad, out=scratch)
+        scratch *= (1 - self.beta2) * grad_scale ** 2
+        v += scratch
+        # param -= step_size m / (sqrt(v) + eps)
+        np.sqrt(v, out=scratch)
+        scratch += self.eps
+        np.divide(m, scratch, out=scratch)
+        scratch *= step_size
+        param -= scratch
+
+
+def flat(array: np.ndarray) -> np.ndarray:
+    """A contiguous array's values as one row, a view that writes through."""
+    if not array.flags.c_contiguous:
+        raise ValueError("a parameter, gradient or moment is not contiguous")
+    return array.reshape(-1)

@@ -1,0 +1,147 @@
+"""Training steps on several worker threads: the same math as one thread, and the same bits
+every time for a given number of workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from charrnn.model import Model, ModelConfig, init_params
+from charrnn.optim import Adam
+from charrnn.parallel import Workers, split
+from charrnn.vocab import START_ID
+
+
+@pytest.fixture
+def workers_of():
+    """Makes Workers and closes them after the test."""
+    made = []
+
+    def make(model, num_workers):
+        made.append(Workers(model, num_workers))
+        return made[-1]
+
+    yield make
+    for workers in made:
+        workers.close()
+
+
+def small_model(rng, cell="lstm", dtype=np.float32):
+    config = ModelConfig(vocab_size=11, embedding_size=6, hidden_size=16, num_layers=2, cell=cell)
+    return Model(config, init_params(config, rng, dtype))
+
+
+def batch_with_resets(rng, T=9, B=7, vocab_size=11):
+    """Token windows where some rows restart a sequence and some targets are not scored,
+    more of them in the last rows, so the workers' rows differ in how many are scored."""
+    inputs = rng.integers(2, vocab_size, (T, B))
+    targets = rng.integers(1, vocab_size, (T, B))
+    inputs[4, 1] = START_ID
+    targets[3, 1] = START_ID
+    targets[:6, B - 1] = START_ID
+    targets[2:, B - 2] = START_ID
+    return inputs, targets
+
+
+def random_state(rng, model, B):
+    return [tuple(rng.normal(size=array.shape).astype(model.dtype) for array in layer)
+            for layer in model.zero_state(B)]
+
+
+def test_split_covers_the_range_evenly():
+    assert split(7, 3) == [slice(0, 2), slice(2, 4), slice(4, 7)]
+    assert split(4, 4) == [slice(0, 1), slice(1, 2), slice(2, 3), slice(3, 4)]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("num_workers", [2, 3])
+def test_workers_compute_the_loss_and_gradients_of_one_thread(rng, workers_of, cell,
+                                                              num_workers):
+    """The loss is the mean over every scored target of the batch (not a mean of the
+    workers' means), and the gradients are those of that loss."""
+    model = small_model(rng, cell)
+    inputs, targets = batch_with_resets(rng)
+    state = random_state(rng, model, inputs.shape[1])
+    alone = Model(model.config, {name: p.copy() for name, p in model.params.items()})
+    expected_loss, expected_grads, expected_state = alone.loss_and_gradients(
+        inputs, targets, state)
+
+    workers = workers_of(model, num_workers)
+    loss, grads, new_state = workers.loss_and_gradients(inputs, targets, state)
+
+    assert loss == pytest.approx(expected_loss, rel=1e-6)
+    assert set(grads) == set(model.params)
+    for name, grad in grads.items():
+        scale = np.abs(expected_grads[name]).max()
+        np.testing.assert_allclose(grad, expected_grads[name], rtol=0, atol=1e-5 * scale,
+                                   err_msg=name)
+    for layer, expected_layer in zip(new_state, expected_state):
+        for array, expected in zip(layer, expected_layer):
+            np.testing.assert_allclose(array, expected, rtol=0, atol=1e-6)
+    assert workers.global_norm(grads) == pytest.approx(
+        np.sqrt(sum(np.vdot(g, g) for g in expected_grads.values())), rel=1e-5)
+
+
+def test_the_update_split_between_workers_is_the_whole_update(rng, workers_of):
+    """Adam is elementwise, so each worker updating parts of every parameter gives the
+    same bits as one update of the whole; clipping folded into it too."""
+    model = small_model(rng)
+    grads = {name: rng.normal(size=p.shape).astype(p.dtype) for name, p in model.params.items()}
+    alone_params = {name: p.copy() for name, p in model.params.items()}
+    together, alone = Adam(model.params, 1e-2), Adam(alone_params, 1e-2)
+    workers = workers_of(model, 3)
+    for lr, grad_scale in [(1e-2, 1.0), (5e-3, 0.25)]:
+        workers.update_(together, grads, lr, grad_scale)
+        alone.update_(alone_params, grads, lr, grad_scale)
+    assert together.step == alone.step == 2
+    for name, param in model.params.items():
+        np.testing.assert_array_equal(param, alone_params[name], err_msg=name)
+        np.testing.assert_array_equal(together.second_moment[name], alone.second_moment[name])
+
+
+def test_a_grad_scale_is_the_same_as_scaled_gradients(rng):
+    model = small_model(rng, dtype=np.float64)
+    grads = {name: rng.normal(size=p.shape) for name, p in model.params.items()}
+    scaled_params = {name: p.copy() for name, p in model.params.items()}
+    Adam(model.params, 1e-2).update_(model.params, grads, grad_scale=0.3)
+    Adam(scaled_params, 1e-2).update_(scaled_params, {n: 0.3 * g for n, g in grads.items()})
+    for name, param in model.params.items():
+        np.testing.assert_allclose(param, scaled_params[name], rtol=1e-12, err_msg=name)
+
+
+def train_steps(rng_seed: int, num_workers: int, dropout: float, steps: int = 4) -> dict:
+    """A few steps of training with dropout from a fresh model; the final weights."""
+    rng = np.random.default_rng(rng_seed)
+    model = small_model(rng)
+    optimizer = Adam(model.params, 1e-2)
+    workers = Workers(model, num_workers)
+    state = model.zero_state(7)
+    try:
+        for _ in range(steps):
+            inputs, targets = batch_with_resets(rng)
+            _, grads, state = workers.loss_and_gradients(inputs, targets, state, dropout, rng)
+            workers.update_(optimizer, grads, 1e-2, min(1.0, 0.5 / workers.global_norm(grads)))
+    finally:
+        workers.close()
+    return model.params
+
+
+@pytest.mark.parametrize("num_workers", [1, 2, 3])
+def test_a_seed_and_a_number_of_workers_give_the_same_bits(num_workers):
+    first, second = train_steps(5, num_workers, 0.3), train_steps(5, num_workers, 0.3)
+    for name, param in first.items():
+        np.testing.assert_array_equal(param, second[name], err_msg=name)
+
+
+def test_dropout_masks_differ_between_workers_and_steps(rng, workers_of):
+    """Each worker draws its own masks: with identical rows, the rows come out different."""
+    model = small_model(rng)
+    inputs, targets = rng.integers(2, 11, (9, 1)), rng.integers(2, 11, (9, 1))
+    inputs, targets = np.repeat(inputs, 2, axis=1), np.repeat(targets, 2, axis=1)
+    workers = workers_of(model, 2)
+    state = model.zero_state(2)
+    plain, _, _ = workers.loss_and_gradients(inputs, targets, state)
+    first, _, [_, (top_h, _)] = workers.loss_and_gradients(inputs, targets, state, 0.5, rng)
+    again, _, _ = workers.loss_and_gradients(inputs, targets, state, 0.5, rng)
+    assert first != again and first != plain
+    assert not np.array_equal(top_h[0], top_h[1])  # the top layer saw different masks
