@@ -9,9 +9,12 @@ says how much of the step is spent outside matrix products.
     PYTHONPATH=. python benchmarks/train_speed.py
     PYTHONPATH=. python benchmarks/train_speed.py --torch   # side by side with PyTorch
 
-``--torch`` runs the same configurations with torch.nn.LSTM on the CPU with
-the same number of threads. PyTorch is not a charrnn dependency; install it
-in a separate virtual environment.
+A step is what ``charrnn train`` runs: ``--threads`` workers (default: the
+cores available, as for training) share it, and ``--threads 1`` times the
+single-thread step (OpenBLAS still on every core). ``--torch`` runs the same
+configurations with torch.nn.LSTM on the CPU, on every core available.
+PyTorch is not a charrnn dependency; install it in a separate virtual
+environment.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ import numpy as np
 
 from charrnn.corpus import Windows
 from charrnn.model import Model, ModelConfig, init_params
-from charrnn.optim import Adam, clip_by_global_norm_
+from charrnn.optim import Adam, clip_scale
+from charrnn.parallel import Workers
+from charrnn.settings import TrainSettings
 
 VOCAB_SIZE = 67  # 65 characters, <START> and <END>
 EMBEDDING_SIZE = 64
-THREADS = 2
 BLAS_ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -125,28 +129,33 @@ def time_steps(run_step, min_steps: int, min_seconds: float) -> list[float]:
     return times
 
 
-def charrnn_step_times(setup: Setup, min_steps: int, min_seconds: float) -> list[float]:
+def charrnn_step_times(setup: Setup, threads: int, min_steps: int,
+                       min_seconds: float) -> list[float]:
+    """The step of ``charrnn train``: loss and gradients, their norm, a clipped Adam update."""
     config = ModelConfig(VOCAB_SIZE, EMBEDDING_SIZE, setup.hidden_size, setup.num_layers)
     model = Model(config, init_params(config, np.random.default_rng(0)))
     optimizer = Adam(model.params, 2e-3)
+    workers = Workers(model, threads)
     windows = Windows(random_tokens(setup, 8), setup.batch_size, setup.seq_length)
     state = model.zero_state(setup.batch_size)
 
     def run_step(index):
         nonlocal state
         inputs, targets = windows.window(index % windows.num_windows)
-        _, grads, state = model.loss_and_gradients(inputs, targets, state)
-        clip_by_global_norm_(grads, 5.0)
-        optimizer.update_(model.params, grads)
+        _, grads, state = workers.loss_and_gradients(inputs, targets, state)
+        workers.update_(optimizer, grads, 2e-3, clip_scale(workers.global_norm(grads), 5.0))
 
-    return time_steps(run_step, min_steps, min_seconds)
+    try:
+        return time_steps(run_step, min_steps, min_seconds)
+    finally:
+        workers.close()
 
 
 def torch_step_times(setup: Setup, min_steps: int, min_seconds: float) -> list[float]:
     """The same step in PyTorch: embedding, nn.LSTM, linear, cross-entropy, Adam."""
     import torch
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(0)
     H = setup.hidden_size
     embedding = torch.nn.Embedding(VOCAB_SIZE, EMBEDDING_SIZE)
@@ -208,7 +217,10 @@ def chars_per_sec(setup: Setup, times: list[float]) -> float:
 @click.option("--min-seconds", default=5.0, show_default=True,
               help="Time at least this long per configuration.")
 @click.option("--only", default="abc", show_default=True, help="Which configurations to run.")
-def main(with_torch, min_steps, min_seconds, only):
+@click.option("--threads", type=click.IntRange(min=1), default=TrainSettings().threads,
+              show_default="the cores available",
+              help="Worker threads of the charrnn step.")
+def main(with_torch, min_steps, min_seconds, only, threads):
     """Print training throughput as JSON lines and a short table."""
     # Only look for PyTorch here: importing it now could slow the charrnn runs.
     if with_torch and importlib.util.find_spec("torch") is None:
@@ -220,12 +232,13 @@ def main(with_torch, min_steps, min_seconds, only):
     setups = [setup for setup in SETUPS if setup.name in only]
     rows = []
     for setup in setups:  # all charrnn runs first, before PyTorch starts its threads
-        times = charrnn_step_times(setup, min_steps, min_seconds)
+        times = charrnn_step_times(setup, threads, min_steps, min_seconds)
         flops = training_flops(setup)
         peak = gemm_peak(setup)
         speed = chars_per_sec(setup, times)
         rows.append({
-            "config": setup.name, "layers": setup.num_layers, "hidden_size": setup.hidden_size,
+            "config": setup.name, "threads": threads, "layers": setup.num_layers,
+            "hidden_size": setup.hidden_size,
             "batch_size": setup.batch_size, "seq_length": setup.seq_length,
             "chars_per_sec": round(speed), "best_chars_per_sec": round(
                 setup.chars_per_step / min(times)),

@@ -17,7 +17,6 @@ rounded differently, and dropout masks are drawn per worker.
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -29,11 +28,6 @@ from .optim import Adam, flat, global_norm
 from .vocab import START_ID
 
 Result = TypeVar("Result")
-
-
-def available_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0))
 
 
 def split(size: int, parts: int) -> list[slice]:
@@ -69,10 +63,16 @@ class Workers:
             self._executor.shutdown()
 
     def _run(self, task: Callable[[int], Result]) -> list[Result]:
-        """task(k) for every worker k at once, with OpenBLAS on one thread; the results
-        in worker order."""
+        """task(k) for every worker k at once, with OpenBLAS on one thread and NumPy's
+        floating-point error handling as on the calling thread; the results in worker order."""
+        errors = np.geterr()  # np.errstate holds for one thread only
+
+        def as_called(worker: int) -> Result:
+            with np.errstate(**errors):
+                return task(worker)
+
         with self._blas.limit(limits=1, user_api="blas"):
-            futures = [self._executor.submit(task, worker)
+            futures = [self._executor.submit(as_called, worker)
                        for worker in range(1, self.num_workers)]
             first = task(0)
             return [first] + [future.result() for future in futures]

@@ -6,6 +6,7 @@ the command line reads its defaults from these classes.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields, replace
 
 from .errors import CharrnnError
@@ -22,7 +23,8 @@ LAYOUT_SETTINGS = ("seq_length", "seq_length_schedule", "batch_size", "records",
 class TrainSettings:
     """How to train: data layout, optimization, when to stop and evaluate.
 
-    With no stop limit at all, ``max_epochs`` becomes DEFAULT_MAX_EPOCHS.
+    With no stop limit at all, ``max_epochs`` becomes DEFAULT_MAX_EPOCHS; with no
+    ``threads``, they are the cores this process may run on.
     """
 
     seq_length: int = 64
@@ -44,8 +46,14 @@ class TrainSettings:
     seed: int = 0
     records: bool = False
     delimiter: str = "\n"
+    threads: int | None = None  # worker threads that share each step (see parallel.py)
 
     def __post_init__(self):
+        if self.threads is None:
+            object.__setattr__(self, "threads", len(os.sched_getaffinity(0)))
+        if type(self.threads) is not int or self.threads < 1:
+            raise CharrnnError(f"threads must be a whole number of at least 1, not "
+                               f"{self.threads!r}")
         if all(getattr(self, name) is None for name in STOP_LIMITS):
             object.__setattr__(self, "max_epochs", DEFAULT_MAX_EPOCHS)
         if self.lr_schedule not in LR_SCHEDULES:

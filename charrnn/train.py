@@ -27,7 +27,8 @@ from .corpus import Corpus, Windows, fit_window
 from .errors import CharrnnError
 from .evaluate import score_tokens
 from .model import Model, ModelConfig, init_params
-from .optim import Adam, clip_by_global_norm_
+from .optim import Adam, clip_scale
+from .parallel import Workers
 from .schedules import Progress, fraction_done, learning_rate, window_length
 from .settings import LAYOUT_SETTINGS, TrainSettings, resumed_settings
 from .training_state import Position, TrainingState, from_checkpoint, to_checkpoint
@@ -93,8 +94,9 @@ class Trainer:
     """Trains a model on a corpus from a training state; saves to ``out``.
 
     ``loss_and_gradients(inputs, targets, state, dropout, rng)`` computes one
-    window's mean loss, gradients and final state; it is the model's own by
-    default, and a data-parallel version may replace it.
+    window's mean loss, gradients and final state; it is that of the ``workers``
+    (``settings.threads`` of them, at most one per row of the batch), which also
+    take the gradients' norm and make the update.
     """
 
     def __init__(self, model: Model, corpus: Corpus, out: Path, state: TrainingState):
@@ -119,7 +121,8 @@ class Trainer:
         self.history = list(state.history)
         self.plateau = state.plateau
         self.elapsed_before = state.elapsed  # seconds in earlier runs
-        self.loss_and_gradients = model.loss_and_gradients
+        self.workers = Workers(model, min(settings.threads, batch_size))
+        self.loss_and_gradients = self.workers.loss_and_gradients
         self.counters = RunCounters(settings.lr)
 
     # -- where training stands -------------------------------------------------
@@ -190,12 +193,13 @@ class Trainer:
         inputs, targets = self.windows.span(self.position.offset, length)
         loss, grads, carried = self.loss_and_gradients(inputs, targets, self.carried,
                                                        self.settings.dropout, self.rng)
-        grad_norm = clip_by_global_norm_(grads, self.settings.clip)
+        grad_norm = self.workers.global_norm(grads)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             raise self._diverged(f"loss {loss}, gradient norm {grad_norm}")
         counters = self.counters
         counters.last_lr = self.learning_rate()
-        self.optimizer.update_(self.model.params, grads, counters.last_lr)
+        self.workers.update_(self.optimizer, grads, counters.last_lr,
+                             clip_scale(grad_norm, self.settings.clip))
         self.position = replace(self.position, step=self.position.step + 1,
                                 offset=self.position.offset + length)
         self.carried = carried

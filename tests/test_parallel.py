@@ -145,3 +145,13 @@ def test_dropout_masks_differ_between_workers_and_steps(rng, workers_of):
     again, _, _ = workers.loss_and_gradients(inputs, targets, state, 0.5, rng)
     assert first != again and first != plain
     assert not np.array_equal(top_h[0], top_h[1])  # the top layer saw different masks
+
+
+def test_workers_handle_floating_point_errors_as_the_caller_asks(rng, workers_of):
+    """np.errstate holds for one thread: the workers take the caller's."""
+    model = small_model(rng)
+    grads = {name: np.zeros_like(p) for name, p in model.params.items()}
+    grads["embedding"][-1, -1] = np.inf  # in the last worker's part: inf / inf there
+    workers = workers_of(model, 2)
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        workers.update_(Adam(model.params, 1e-2), grads, 1e-2)

@@ -74,14 +74,24 @@ def test_stop_request_finishes_the_step_and_saves(tmp_path):
     assert load_checkpoint(tmp_path / "x.npz").training["position"]["step"] == 3
 
 
+def tiny_text_reader(checkpoint):
+    """What resume_trainer reads the training text with: TINY_TEXT laid out by the settings."""
+    def read_corpus(settings):
+        return build_corpus(TINY_TEXT, records=settings.records, delimiter=settings.delimiter,
+                            val_fraction=settings.val_fraction, vocab=checkpoint.vocab)
+
+    return read_corpus
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("extra, interrupted", [
     # a run of 12 steps, resumed with --max-steps 24: the same only at a constant rate
     ({"lr_schedule": "constant"}, False),
     # schedules follow the planned length: a run planned for 24 steps, stopped at 12
     ({"seq_length_schedule": "4:16", "dropout": 0.1, "lr_schedule": "cosine"}, True),
 ])
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interrupted):
-    common = dict(seq_length=16, batch_size=3, eval_every=4, **extra)
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interrupted, threads):
+    common = dict(seq_length=16, batch_size=3, eval_every=4, threads=threads, **extra)
     straight = make_trainer(TINY_TEXT, tmp_path / "straight.npz", max_steps=24, **common)
     straight.run()
 
@@ -90,12 +100,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interr
     first_half.run(stop_requested=lambda: interrupted and first_half.position.step == 12)
     checkpoint = load_checkpoint(tmp_path / "resumed.npz")
 
-    def read_corpus(settings):
-        return build_corpus(TINY_TEXT, records=settings.records, delimiter=settings.delimiter,
-                            val_fraction=settings.val_fraction, vocab=checkpoint.vocab)
-
-    second_half = resume_trainer(checkpoint, read_corpus, tmp_path / "resumed.npz",
-                                 {"max_steps": 24})
+    second_half = resume_trainer(checkpoint, tiny_text_reader(checkpoint),
+                                 tmp_path / "resumed.npz", {"max_steps": 24})
     assert second_half.position.step == 12
     second_half.run()
 
@@ -107,6 +113,34 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interr
                                       straight.optimizer.second_moment[name])
     evaluated = [4, 8, 16, 20, 24] if interrupted else [4, 8, 12, 16, 20, 24]
     assert [entry["step"] for entry in second_half.history] == evaluated
+
+
+def test_a_seed_and_a_thread_count_give_the_same_weights(tmp_path):
+    def trained(threads: int, name: str) -> dict:
+        trainer = make_trainer(TINY_TEXT, tmp_path / name, max_steps=6, dropout=0.2,
+                               threads=threads)
+        assert trainer.workers.num_workers == threads
+        trainer.run()
+        return trainer.model.params
+
+    first, again, one_thread = trained(2, "a.npz"), trained(2, "b.npz"), trained(1, "c.npz")
+    for name, param in first.items():
+        np.testing.assert_array_equal(param, again[name], err_msg=name)
+    assert any(not np.array_equal(param, one_thread[name]) for name, param in first.items())
+
+
+def test_threads_default_to_the_cores_and_resume_keeps_them(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", max_steps=2, batch_size=2)
+    assert trainer.settings.threads == 3 and trainer.workers.num_workers == 2  # one row each
+    trainer.run()
+    checkpoint = load_checkpoint(tmp_path / "x.npz")
+    assert checkpoint.training["settings"]["threads"] == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    read_corpus = tiny_text_reader(checkpoint)
+    assert resume_trainer(checkpoint, read_corpus, tmp_path / "x.npz").settings.threads == 3
+    assert resume_trainer(checkpoint, read_corpus, tmp_path / "x.npz",
+                          {"threads": 1}).workers.num_workers == 1
 
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):

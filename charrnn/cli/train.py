@@ -131,6 +131,10 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help="Drop each layer's outputs with this probability while training.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed,
               help="Seed for the initial weights and dropout.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Worker threads that share each step, one core each; 1 computes it on one "
+                   "thread as before. A seed and a thread count always give the same weights "
+                   "[default: the cores available; on --resume, the checkpoint's].")
 @click.option("--max-steps", type=click.IntRange(min=0), default=None,
               help="Stop after this many updates in all (counting resumed ones).")
 @click.option("--max-epochs", type=FiniteFloatRange(min=0), default=None,
