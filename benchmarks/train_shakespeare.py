@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from charrnn.corpus import build_corpus, read_text
+from charrnn.corpus import build_corpus
+from charrnn.text import read_text
 from charrnn.model import ModelConfig
 from charrnn.settings import DEFAULT_MAX_EPOCHS, TrainSettings
 from charrnn.train import new_trainer

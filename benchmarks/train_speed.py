@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
-from charrnn.corpus import Windows
+from charrnn.windows import Windows
 from charrnn.model import Model, ModelConfig, init_params
 from charrnn.optim import Adam, clip_scale
 from charrnn.parallel import Workers

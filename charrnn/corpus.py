@@ -1,27 +1,23 @@
-"""Reading a text and laying it out as token windows for training and scoring.
+"""Laying out a text as one token sequence, and holding out its end for validation.
 
-Two layouts:
+The words used here and after (``windows.py`` cuts the result into streams):
 
-- stream: the whole text is one sequence ``<START> text <END>``.
-- records: the text is split at a delimiter (newline by default), empty
-  records are dropped, and each record becomes ``<START> record <END>``;
-  the records follow one another in one sequence.
+- a **record** is a non-empty stretch of text between two delimiters
+  (newline by default);
+- a **sequence** is ``<START> ... <END>`` around the whole text (the default
+  layout) or around each record (the records layout);
+- the **tokens** of a text are its sequences one after another, as token ids.
 
-Either sequence is cut into B parallel contiguous streams, and each stream
-into windows of T steps. Windows are time-major (T, B); the target of each
-input is the next token.
-
-A file is read and decoded in chunks, twice: the first pass counts its
-characters and records, the second encodes them into a token array made to
-size, so a big text is never held whole as a Python string (``load_corpus``;
-``cache.py`` keeps the token array for the next run).
+A file is read twice, a piece at a time (``text.py``): the first pass counts
+its characters and records and makes the vocabulary, the second encodes them
+into a token array made to size, so a big text is never held whole as a
+Python string (``load_corpus``; ``cache.py`` keeps the token array for the
+next run).
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,131 +26,10 @@ import numpy as np
 
 from . import cache
 from .errors import CharrnnError
+from .text import CHUNK_SIZE, chunk_reader, decoded_pieces, source_name
 from .vocab import END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points
 
-CHUNK_SIZE = 2 << 20  # bytes read and decoded at a time: the work on one takes ~20x that memory
 BLOCK_SIZE = 2 << 20  # tokens scanned at a time in a token array (each takes 8 bytes as an index)
-
-
-def source_name(source: str) -> str:
-    return "standard input" if source == "-" else source
-
-
-def _read_error(source: str, error: OSError) -> CharrnnError:
-    if isinstance(error, FileNotFoundError):
-        return CharrnnError(f"{source}: no such file")
-    if isinstance(error, IsADirectoryError):
-        return CharrnnError(f"{source}: is a directory, not a text file")
-    if isinstance(error, PermissionError):
-        return CharrnnError(f"{source}: permission denied")
-    return CharrnnError(f"{source}: cannot read ({error.strerror})")
-
-
-def read_stdin() -> bytes:
-    if sys.stdin is None:
-        raise CharrnnError("standard input is closed")
-    return sys.stdin.buffer.read()
-
-
-def read_bytes(source: str) -> bytes:
-    """The bytes of a file, or of standard input for ``-``, with errors a user can read."""
-    if source == "-":
-        return read_stdin()
-    try:
-        return Path(source).read_bytes()
-    except OSError as error:
-        raise _read_error(source, error) from None
-
-
-def chunk_reader(source: str, chunk_size: int = CHUNK_SIZE) -> Callable[[], Iterator[bytes]]:
-    """A function that reads the bytes of ``source`` again, ``chunk_size`` at a time, at each call.
-
-    A file is read from disk at each call; standard input (``-``), which
-    can be read only once, is read whole now and kept in memory.
-    """
-    if source == "-":
-        data = read_stdin()
-        return lambda: (data[start: start + chunk_size] for start in range(0, len(data), chunk_size))
-
-    def read_file() -> Iterator[bytes]:
-        try:
-            with open(source, "rb") as file:
-                while chunk := file.read(chunk_size):
-                    yield chunk
-        except OSError as error:
-            raise _read_error(source, error) from None
-
-    return read_file
-
-
-def _decode_chunk(decoder: codecs.IncrementalDecoder, chunk: bytes, offset: int, name: str,
-                  final: bool = False) -> str:
-    """Decode one chunk; ``offset`` is the number of bytes given to the decoder before it."""
-    num_held = len(decoder.getstate()[0])  # bytes of an unfinished character, kept from before
-    try:
-        return decoder.decode(chunk, final)
-    except UnicodeDecodeError as error:
-        raise CharrnnError(
-            f"{name}: not valid {error.encoding} at byte {offset - num_held + error.start} "
-            f"(use --encoding to name the file's encoding, or --errors replace)") from None
-    except UnicodeError as error:  # e.g. UTF-16 without a byte-order mark
-        raise CharrnnError(f"{name}: cannot be decoded ({error})") from None
-
-
-def _decoded_chunks(chunks: Iterable[bytes], name: str, encoding: str, errors: str) -> Iterator[str]:
-    try:
-        codec = codecs.lookup(encoding)
-    except LookupError:
-        raise CharrnnError(f"unknown encoding {encoding!r}") from None
-    if not codec._is_text_encoding:  # such as rot13 or base64: not bytes to text
-        raise CharrnnError(f"{encoding!r} is not a text encoding")
-    decoder = codec.incrementaldecoder(errors)
-    offset = 0
-    for chunk in chunks:
-        yield _decode_chunk(decoder, chunk, offset, name)
-        offset += len(chunk)
-    yield _decode_chunk(decoder, b"", offset, name, final=True)
-
-
-def _normalised(pieces: Iterable[str]) -> Iterator[str]:
-    """The pieces of a text with a leading byte-order mark dropped and CRLF and CR made LF.
-
-    A CR that ends a piece is held back until the next piece shows whether
-    an LF follows it, so a CRLF split between pieces is still one line end.
-    """
-    held_back = ""
-    at_start = True
-    for piece in pieces:
-        piece = held_back + piece
-        if at_start and piece:
-            piece = piece.removeprefix("\ufeff")
-            at_start = False
-        held_back = "\r" if piece.endswith("\r") else ""
-        piece = piece[: len(piece) - len(held_back)]
-        yield piece.replace("\r\n", "\n").replace("\r", "\n") if "\r" in piece else piece
-    yield held_back.replace("\r", "\n")
-
-
-def decoded_pieces(chunks: Iterable[bytes], name: str, encoding: str = "utf-8",
-                   errors: str = "strict") -> Iterator[str]:
-    """Decode a text given as chunks of bytes, a piece at a time: drop a byte-order mark, turn
-    CRLF and CR line ends into LF.
-
-    Characters and line ends may be split between chunks; the pieces joined
-    are the text. An invalid byte is an error that gives its offset in the
-    whole text.
-    """
-    return _normalised(_decoded_chunks(chunks, name, encoding, errors))
-
-
-def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "strict") -> str:
-    """Decode bytes to text: drop a byte-order mark, turn CRLF and CR line ends into LF."""
-    return "".join(decoded_pieces([data], name, encoding, errors))
-
-
-def read_text(source: str, encoding: str = "utf-8", errors: str = "strict") -> str:
-    """The text of a file, or of standard input for ``-``."""
-    return decode_text(read_bytes(source), source_name(source), encoding, errors)
 
 
 def records_in_pieces(pieces: Iterable[str], delimiter: str) -> Iterator[list[str]]:
@@ -172,27 +47,22 @@ def records_in_pieces(pieces: Iterable[str], delimiter: str) -> Iterator[list[st
         yield [rest]
 
 
-def split_records(text: str, delimiter: str = "\n") -> list[str]:
-    """The non-empty records of a text."""
-    return [record for records in records_in_pieces([text], delimiter) for record in records]
-
-
-def sequence_tokens(pieces: list[str], vocab: Vocabulary) -> tuple[np.ndarray, int]:
-    """Each piece as ``<START> piece <END>``, all in one token array.
+def sequence_tokens(texts: list[str], vocab: Vocabulary) -> tuple[np.ndarray, int]:
+    """Each text as the sequence ``<START> text <END>``, all in one token array.
 
     Characters outside the vocabulary are dropped; returns (tokens, number dropped).
     """
-    ids = vocab.lookup(code_points("".join(pieces)))  # (C,) the pieces one after another
-    bounds = np.cumsum([0, *map(len, pieces)])  # (P + 1,) where each piece starts in ids
+    ids = vocab.lookup(code_points("".join(texts)))  # (C,) the texts one after another
+    bounds = np.cumsum([0, *map(len, texts)])  # (P + 1,) where each text starts in ids
     known = ids != UNKNOWN_ID
     num_dropped = len(ids) - int(np.count_nonzero(known))
     if num_dropped:
         known_before = np.concatenate(([0], np.cumsum(known)))  # (C + 1,)
         bounds = known_before[bounds]
         ids = ids[known]
-    # <START> goes before each piece's first id and <END> after its last.
+    # <START> goes before each text's first id and <END> after its last.
     positions = np.stack([bounds[:-1], bounds[1:]], axis=1).ravel()  # (2P,)
-    markers = np.tile(np.array([START_ID, END_ID], vocab.dtype), len(pieces))  # (2P,)
+    markers = np.tile(np.array([START_ID, END_ID], vocab.dtype), len(texts))  # (2P,)
     return np.insert(ids, positions, markers), num_dropped
 
 
@@ -222,27 +92,37 @@ class TextTally:
 
 @dataclass
 class EncodedText:
-    """A text laid out as one token sequence, with the vocabulary made from it."""
+    """A text laid out as tokens, with the vocabulary made from it."""
 
     vocab: Vocabulary
-    tokens: np.ndarray  # (N,) <START> text <END>, or <START> record <END> for each record
+    tokens: np.ndarray  # (N,) one sequence, or one for each record
     checksum: str
     num_chars: int
-    num_records: int  # 1 in stream mode, 0 for an empty text
+    num_records: int  # 1 in the default layout, 0 for an empty text
 
 
-def layout_parts(pieces: Iterable[str], vocab: Vocabulary,
-                 delimiter: str | None) -> Iterator[np.ndarray]:
-    """The token sequence of a text given in pieces, in parts: ``<START> text <END>`` with no
-    delimiter, else ``<START> record <END>`` for each non-empty record."""
+def layout_tokens(pieces: Iterable[str], vocab: Vocabulary,
+                  delimiter: str | None) -> Iterator[tuple[np.ndarray, int]]:
+    """The tokens of a text given in pieces, a few at a time, each with the number of
+    characters dropped from them for being outside ``vocab``: the whole text as one sequence
+    with no delimiter, else one sequence for each record."""
     if delimiter is None:
-        yield np.array([START_ID], vocab.dtype)
+        yield np.array([START_ID], vocab.dtype), 0
         for piece in pieces:
-            yield vocab.encode(piece)[0]
-        yield np.array([END_ID], vocab.dtype)
+            yield vocab.encode(piece)
+        yield np.array([END_ID], vocab.dtype), 0
     else:
         for records in records_in_pieces(pieces, delimiter):
-            yield sequence_tokens(records, vocab)[0]
+            yield sequence_tokens(records, vocab)
+
+
+def text_tokens(text: str, vocab: Vocabulary,
+                delimiter: str | None) -> tuple[np.ndarray, int]:
+    """A text held in memory laid out in the ids of ``vocab`` (``layout_tokens``): its tokens
+    and the number of characters dropped."""
+    laid_out = list(layout_tokens([text], vocab, delimiter))
+    tokens = np.concatenate([tokens for tokens, _ in laid_out] or [np.zeros(0, vocab.dtype)])
+    return tokens, sum(num_dropped for _, num_dropped in laid_out)
 
 
 def _layout_size(pieces: Iterable[str], delimiter: str | None) -> tuple[int, int]:
@@ -269,11 +149,11 @@ def encode_text(read_pieces: Callable[[], Iterable[str]], delimiter: str | None)
     vocab = Vocabulary.from_counts(tally.counts)
     tokens = np.empty(num_tokens, vocab.dtype)  # (N,)
     filled = 0
-    for part in layout_parts(read_pieces(), vocab, delimiter):
-        if filled + len(part) > num_tokens:  # the file grew between the passes
+    for some_tokens, _ in layout_tokens(read_pieces(), vocab, delimiter):
+        if filled + len(some_tokens) > num_tokens:  # the file grew between the passes
             break
-        tokens[filled: filled + len(part)] = part
-        filled += len(part)
+        tokens[filled: filled + len(some_tokens)] = some_tokens
+        filled += len(some_tokens)
     if filled != num_tokens:
         raise CharrnnError("the training text changed while it was being read")
     return EncodedText(vocab, tokens, tally.sha256.hexdigest(), tally.num_chars, num_records)
@@ -337,8 +217,8 @@ class Corpus:
 def split_corpus(encoded: EncodedText, *, records: bool, val_fraction: float) -> Corpus:
     """Hold out the last ``val_fraction`` of a laid-out text for validation.
 
-    In stream mode the split is by characters, in records mode by records.
-    The parts are views of ``encoded.tokens``.
+    In the default layout the split is by characters, in the records layout
+    by records. Both halves are views of ``encoded.tokens``.
     """
     if encoded.num_records == 0:
         raise CharrnnError("the training text is empty" if encoded.num_chars == 0
@@ -350,7 +230,7 @@ def split_corpus(encoded: EncodedText, *, records: bool, val_fraction: float) ->
     else:
         num_val = int(encoded.num_chars * val_fraction)
         cut = len(tokens) - num_val
-        # The token at the cut is the last target of one part and the first input of the other.
+        # The token at the cut is the last target of one half and the first input of the other.
         train_tokens, val_tokens = tokens[:cut], tokens[cut - 1:] if num_val else tokens[:0]
     return Corpus(encoded.vocab, train_tokens, val_tokens, encoded.checksum, encoded.num_chars)
 
@@ -416,65 +296,3 @@ def _from_cache(entry: cache.Entry) -> EncodedText | None:
     return encoded if chars_valid and tokens.dtype == vocab.dtype else None
 
 
-def fit_window(num_tokens: int, batch_size: int, seq_length: int) -> tuple[int, int]:
-    """The largest (batch_size, seq_length), no larger than asked, that gives one window.
-
-    A window of B rows and T steps needs B * T + 1 tokens; rows are given up
-    before steps. Raises CharrnnError if there are fewer than two tokens.
-    """
-    num_targets = num_tokens - 1
-    if num_targets < 1:
-        raise CharrnnError("the training text is too short: it needs at least one character")
-    seq_length = min(seq_length, num_targets)
-    batch_size = min(batch_size, num_targets // seq_length)
-    return batch_size, seq_length
-
-
-class Windows:
-    """A token sequence cut into B parallel contiguous streams and windows of T steps.
-
-    With ``pad`` the sequence is padded so that every target falls in some
-    window (the last window may be shorter, and padded targets are <START>,
-    which is never scored): for scoring. Without it, the ragged end is
-    dropped and every window has T steps: for training.
-    """
-
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_length: int, pad: bool = False):
-        num_targets = len(tokens) - 1
-        if pad:
-            stream_length = -(-num_targets // batch_size)
-            padded = np.full(batch_size * stream_length + 1, START_ID, tokens.dtype)
-            padded[: len(tokens)] = tokens
-            tokens = padded
-            self.num_windows = -(-stream_length // seq_length)
-        else:
-            stream_length = num_targets // batch_size
-            self.num_windows = stream_length // seq_length
-        span = batch_size * stream_length
-        self.inputs = tokens[:span].reshape(batch_size, stream_length)  # (B, L)
-        self.targets = tokens[1: span + 1].reshape(batch_size, stream_length)  # (B, L)
-        self.batch_size, self.seq_length = batch_size, seq_length
-
-    @property
-    def stream_length(self) -> int:
-        """L: the steps in each stream."""
-        return self.inputs.shape[1]
-
-    def window(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The inputs and targets of window ``index``, each (T, B)."""
-        return self.span(index * self.seq_length, self.seq_length)
-
-    def span(self, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """The inputs and targets of ``length`` steps from step ``start``, each (length, B)."""
-        steps = slice(start, start + length)
-        return (np.ascontiguousarray(self.inputs[:, steps].T),
-                np.ascontiguousarray(self.targets[:, steps].T))
-
-
-def default_corpus() -> str:
-    """Path of the Shakespeare corpus that ships with charrnn.
-
-    ``charrnn/data`` is a link to the repository's ``data/`` folder; an
-    installed package holds a copy of its files.
-    """
-    return str(Path(__file__).parent / "data" / "tinyshakespeare.txt")

@@ -175,6 +175,10 @@ class Model:
             masks.append(mask)
         return layer_input, new_state, caches, masks
 
+    def final_state(self, inputs: np.ndarray, state: State) -> State:
+        """Run the window only for the state it leaves. inputs: (T, B) token ids."""
+        return self._forward(inputs, state)[1]
+
     def _logits(self, top: np.ndarray) -> np.ndarray:
         """(T, B, H) -> (T * B, V)."""
         H = self.config.hidden_size

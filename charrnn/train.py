@@ -1,6 +1,6 @@
 """The training loop: truncated backpropagation through time with Adam.
 
-The training sequence is cut into B streams (see ``corpus.Windows``); each
+The training sequence is cut into B streams (see ``windows.py``); each
 step trains on the next window of T steps of every stream, starting from the
 recurrent state the previous window ended in. Gradients stop at the window's
 start. The state is reset at the start of every epoch.
@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .checkpoint import Checkpoint, save_checkpoint
-from .corpus import Corpus, Windows, fit_window
+from .corpus import Corpus
 from .errors import CharrnnError
 from .evaluate import score_tokens
 from .model import Model, ModelConfig, init_params
@@ -32,6 +32,7 @@ from .parallel import Workers
 from .schedules import Progress, fraction_done, learning_rate, window_length
 from .settings import LAYOUT_SETTINGS, TrainSettings, resumed_settings
 from .training_state import Position, TrainingState, from_checkpoint, to_checkpoint
+from .windows import Windows, fit_window
 
 VALIDATION_LIMIT = 1_000_000  # held-out tokens scored at each evaluation
 

@@ -125,7 +125,8 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, tiny_checkpoint)
         (("train", tmp_path / "missing.txt"), "no such file"),
         (("train", tmp_path), "is a directory"),
         (("train", empty), "empty"),
-        (("train", binary), "not valid utf-8 at byte 2"),
+        (("train", binary), "not valid utf-8 at byte 2 (use --encoding to name the file's "
+                            "encoding, or --errors replace)"),
         (("sample", fake), "not a charrnn checkpoint"),
         (("eval", fake, empty), "not a charrnn checkpoint"),
         (("sample", tmp_path / "none.npz"), "no such checkpoint"),

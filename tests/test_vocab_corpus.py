@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charrnn.corpus import Windows, build_corpus, decode_text, fit_window, read_text, split_records
+from charrnn.corpus import build_corpus, records_in_pieces
+from charrnn.text import decode_text, read_text
+from charrnn.windows import Windows, fit_window
 from charrnn.errors import CharrnnError
 from charrnn.vocab import END_ID, START_ID, Vocabulary
 
@@ -51,7 +53,7 @@ def test_decode_text_handles_bom_and_line_endings():
 
 
 def test_invalid_utf8_names_the_byte_offset():
-    with pytest.raises(CharrnnError, match="not valid utf-8 at byte 3 .*--errors replace"):
+    with pytest.raises(CharrnnError, match="^x.txt: not valid utf-8 at byte 3$"):
         decode_text(b"abc\xff\xfe", "x.txt")
     assert decode_text(b"abc\xff", "x", errors="replace") == "abc\ufffd"
     assert decode_text("héllo".encode("latin-1"), "x", encoding="latin-1") == "héllo"
@@ -79,7 +81,8 @@ def test_records_split_holds_out_the_last_records():
     corpus = build_corpus("one\ntwo\n\nthree\nfour\n", records=True, delimiter="\n",
                           val_fraction=0.25)
     vocab = corpus.vocab
-    assert split_records("one\ntwo\n\nthree\n") == ["one", "two", "three"]
+    pieces = ["one\nt", "wo\n\nthr", "ee\n"]  # records and delimiters split between pieces
+    assert list(records_in_pieces(pieces, "\n")) == [["one"], ["two"], ["three"]]
     assert [vocab.token(int(i)) for i in corpus.val_tokens] == [
         "<START>", "f", "o", "u", "r", "<END>"]
     assert (corpus.train_tokens == START_ID).sum() == 3

@@ -13,10 +13,19 @@ import click
 
 from .. import __version__
 from ..errors import CharrnnError
+from ..text import InvalidBytes
+from ..train import TrainingDiverged
 from .output import quiet_broken_pipe
 from .checkpoints import evaluate, export, info
 from .sample import sample
 from .train import train
+
+
+# What the command line adds to a library error: the options that would help.
+ERROR_HINTS = {
+    InvalidBytes: " (use --encoding to name the file's encoding, or --errors replace)",
+    TrainingDiverged: "; try a lower --lr or --clip",
+}
 
 
 def error_line(message: str) -> None:
@@ -45,7 +54,7 @@ class CharrnnGroup(click.Group):
             error_line(error.format_message())
             sys.exit(error.exit_code)
         except CharrnnError as error:
-            error_line(str(error))
+            error_line(str(error) + ERROR_HINTS.get(type(error), ""))
             sys.exit(1)
         except click.Abort:
             sys.exit(130)

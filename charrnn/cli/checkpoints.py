@@ -9,9 +9,9 @@ import math
 import click
 
 from ..checkpoint import for_sampling, load_checkpoint, save_checkpoint
-from ..corpus import read_text, sequence_tokens, source_name, split_records
+from ..text import read_text, source_name
 from ..errors import CharrnnError
-from ..evaluate import breakdown, score_tokens
+from ..evaluate import breakdown, score_text
 from ..training_state import saved_settings
 from .output import encoding_option, errors_option, print_line, stdout_console
 
@@ -37,10 +37,9 @@ def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
     loaded = load_checkpoint(checkpoint)
     text = read_text(file, encoding, errors)
     settings = saved_settings(loaded)
-    pieces = split_records(text, settings.delimiter) if settings.records else [text]
-    tokens, skipped = sequence_tokens(pieces, loaded.vocab)
-    score = score_tokens(loaded.model, tokens, by_token=per_char)
-    num_chars = score.num_scored - len(pieces)
+    scored = score_text(loaded.model, loaded.vocab, text,
+                        settings.delimiter if settings.records else None, by_token=per_char)
+    score, num_chars, skipped = scored.score, scored.num_chars, scored.num_skipped
     if num_chars == 0:
         raise CharrnnError(f"{source_name(file)}: nothing to score (no characters the model knows)")
     result = {
@@ -63,7 +62,7 @@ def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
                f"bits/char    {score.bits_per_char:.4f}\n"
                f"perplexity   {score.perplexity:.3f}\n"
                f"scored       {score.num_scored:,} predictions "
-               f"({num_chars:,} characters, {len(pieces):,} <END>)\n"
+               f"({num_chars:,} characters, {scored.num_sequences:,} <END>)\n"
                f"skipped      {skipped:,} characters outside the vocabulary")
     if per_char:
         print_breakdown(by_class, by_token, score)

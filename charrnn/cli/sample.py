@@ -9,8 +9,8 @@ import numpy as np
 
 from ..beam import beam_search
 from ..checkpoint import load_checkpoint, pretrained_model
-from ..corpus import read_text
 from ..sample import OrderedWriter, Sampling, generate
+from ..text import read_text
 from .output import (FiniteFloatRange, NumberList, StdoutText, encoding_option, errors_option,
                      parse_escapes)
 

@@ -12,12 +12,12 @@ import click
 from ..cache import default_cache_dir
 from ..cells import CELLS
 from ..checkpoint import check_writable, load_checkpoint
-from ..corpus import default_corpus, load_corpus
+from ..corpus import load_corpus
 from ..errors import CharrnnError
 from ..model import ModelConfig
+from ..text import default_corpus
 from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, TrainSettings
-from ..train import (ArchitectureChanged, TrainingDiverged, check_architecture, new_trainer,
-                     resume_trainer)
+from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
 from .output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
 
 DEFAULTS = TrainSettings()  # the defaults of every training option
@@ -224,8 +224,6 @@ def run_until_stopped(trainer) -> None:
     with StopOnSignal() as stop, TrainingReporter() as reporter:
         try:
             outcome = trainer.run(reporter, stop.requested)
-        except TrainingDiverged as error:
-            raise CharrnnError(f"{error}; try a lower --lr or --clip") from None
         except KeyboardInterrupt:
             click.echo("interrupted; the last checkpoint saved is kept", err=True)
             sys.exit(128 + (stop.received or signal.SIGINT))
