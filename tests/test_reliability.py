@@ -72,9 +72,14 @@ def start_training(text_file, out, *extra):
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(path, process, timeout=60):
+def modified(path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def wait_for(path, process, timeout=60, before=None):
+    """Wait until ``process`` has written ``path`` (again, when it was modified at ``before``)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while modified(path) in (None, before):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
@@ -100,9 +105,10 @@ def test_sigkill_while_saving_never_leaves_a_broken_checkpoint(tmp_path, tiny_te
     out = tmp_path / "m.npz"
     steps_seen = []
     for _ in range(12):
+        before = modified(out)
         process = start_training(tiny_text_file, out, "--save-every", "1",
                                  *(["--resume", str(out)] if out.exists() else []))
-        wait_for(out, process)
+        wait_for(out, process, before=before)  # however slowly the process starts
         time.sleep(rng.uniform(0.05, 0.6))
         process.kill()
         process.communicate()
