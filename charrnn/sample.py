@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -263,6 +263,28 @@ def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1
         logits, state = stepper.step(tokens, state)
     for index in active:
         yield Piece(int(index), "", True, "length", float(log_probs[index]))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One finished sample."""
+
+    text: str
+    stop_reason: str  # as in Piece
+    log_prob: float
+
+
+def whole_samples(pieces: Iterable[Piece], num_samples: int) -> list[Sample]:
+    """The ``num_samples`` samples that ``pieces`` (from ``generate``) make up, by index, once
+    every one is finished."""
+    texts: list[list[str]] = [[] for _ in range(num_samples)]
+    samples: list[Sample | None] = [None] * num_samples
+    for piece in pieces:
+        texts[piece.index].append(piece.text)
+        if piece.done:
+            samples[piece.index] = Sample("".join(texts[piece.index]), piece.stop_reason,
+                                          piece.log_prob)
+    return samples
 
 
 class OrderedWriter:

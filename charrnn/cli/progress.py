@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..train import TrainEvent
+from ..training_samples import LABELS, TrainingSample
 
 BAR_TOTAL = 1000
 
@@ -53,6 +54,16 @@ class TrainingReporter:
     def __exit__(self, *exc_info) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+    def show_samples(self, step: int, samples: list[TrainingSample]) -> None:
+        """Print samples drawn at ``step``: above the bar on a terminal, else as lines."""
+        width = max(map(len, LABELS))
+        # A record is one line, after its label: line ends in it are shown as \n.
+        lines = [sample.text if sample.label is None else
+                 f"{sample.label:<{width}}  {sample.text}".replace("\n", "\\n")
+                 for sample in samples]
+        self.console.print("\n".join([f"--- sample at step {step} ---", *lines]),
+                           highlight=False, markup=False, emoji=False, soft_wrap=True)
 
     def __call__(self, event: TrainEvent) -> None:
         if event.val_loss is not None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..beam import beam_search
 from ..checkpoint import load_checkpoint, pretrained_model
-from ..sample import OrderedWriter, Sampling, generate
+from ..sample import OrderedWriter, Sampling, generate, whole_samples
 from ..text import read_text
 from .output import (FiniteFloatRange, NumberList, StdoutText, encoding_option, errors_option,
                      parse_escapes)
@@ -115,17 +115,10 @@ def read_prime(vocab, prime: str, prime_file: str | None, encoding: str, errors:
 
 def collect_samples(pieces, temperatures: list[float], prime: str, seed: int) -> list[dict]:
     """The finished samples as dicts, for --json; ``temperatures`` has each sample's."""
-    texts = [[] for _ in temperatures]
-    results = [None] * len(temperatures)
-    for piece in pieces:
-        texts[piece.index].append(piece.text)
-        if piece.done:
-            results[piece.index] = {"index": piece.index, "seed": seed,
-                                    "temperature": temperatures[piece.index], "prime": prime,
-                                    "text": "".join(texts[piece.index]),
-                                    "log_prob": piece.log_prob,
-                                    "stop_reason": piece.stop_reason}
-    return results
+    return [{"index": index, "seed": seed, "temperature": temperature, "prime": prime,
+             "text": sample.text, "log_prob": sample.log_prob, "stop_reason": sample.stop_reason}
+            for index, (sample, temperature)
+            in enumerate(zip(whole_samples(pieces, len(temperatures)), temperatures))]
 
 
 def write_results(results: list[dict], as_json: bool) -> None:

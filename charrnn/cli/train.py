@@ -18,8 +18,10 @@ from ..model import ModelConfig
 from ..text import default_corpus
 from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, TrainSettings
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
+from ..training_samples import TrainingSampler
 from .output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
 
+DEFAULT_SAMPLE_LENGTH = 200
 DEFAULTS = TrainSettings()  # the defaults of every training option
 MODEL_DEFAULTS = {setting.name: setting.default for setting in fields(ModelConfig)
                   if setting.default is not MISSING}
@@ -146,12 +148,17 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help="Evaluate on the validation text and save a checkpoint every this many steps.")
 @click.option("--save-every", type=click.IntRange(min=1), default=None,
               help="Also save a checkpoint every this many steps.")
+@click.option("--sample-every", type=click.IntRange(min=1), default=None,
+              help="Print a short sample on stderr every this many steps (a few labelled "
+                   "records with --records).")
+@click.option("--sample-length", type=click.IntRange(min=1), default=DEFAULT_SAMPLE_LENGTH,
+              help="Most characters in each sample of --sample-every.")
 @click.option("--patience", type=click.IntRange(min=1), default=None,
               help="Stop early after this many evaluations without a better validation loss.")
 @click.option("--keep-best", is_flag=True,
               help="Also keep the model with the best validation loss in <out>.best.npz.")
 @click.pass_context
-def train(ctx, file, out, resume, encoding, errors, **options):
+def train(ctx, file, out, resume, encoding, errors, sample_every, sample_length, **options):
     """Train a model on a text file (or - for standard input).
 
     With no FILE, trains on the Shakespeare corpus that ships with charrnn.
@@ -159,6 +166,8 @@ def train(ctx, file, out, resume, encoding, errors, **options):
     after the current step and saves.
     """
     source = file if file is not None else default_corpus()
+    if sample_every is None and "sample_length" in explicit_options(ctx, ["sample_length"]):
+        raise click.UsageError("--sample-length needs --sample-every")
     if options["records"] and not options["delimiter"]:
         raise click.BadParameter("must not be empty", param_hint="'--delimiter'")
     if out == "":
@@ -175,7 +184,11 @@ def train(ctx, file, out, resume, encoding, errors, **options):
         trainer = fresh_trainer(source, options, out_path, read)
     describe_start(trainer, "the shipped corpus" if file is None else
                    "standard input" if file == "-" else Path(file).name)
-    run_until_stopped(trainer)
+    sampler = None
+    if sample_every:
+        sampler = TrainingSampler(trainer.corpus, records=trainer.settings.records,
+                                  seed=trainer.settings.seed, length=sample_length)
+    run_until_stopped(trainer, sample_every, sampler)
 
 
 def resumed_trainer(ctx, resume: str, source: str, given: dict, out_path: Path, read: dict):
@@ -217,13 +230,20 @@ def describe_start(trainer, text_name: str) -> None:
                f"{corpus.vocab.size}, {trainer.model.config.num_params():,} parameters", err=True)
 
 
-def run_until_stopped(trainer) -> None:
-    """Run with a progress display; exit 130 or 143 if a signal stopped it."""
+def run_until_stopped(trainer, sample_every: int | None = None,
+                      sampler: TrainingSampler | None = None) -> None:
+    """Run with a progress display (and samples from ``sampler`` every ``sample_every``
+    steps); exit 130 or 143 if a signal stopped it."""
     from .progress import TrainingReporter  # rich is only needed here
 
     with StopOnSignal() as stop, TrainingReporter() as reporter:
+        def on_event(event):
+            reporter(event)
+            if sampler and event.kind == "step" and event.step % sample_every == 0:
+                reporter.show_samples(event.step, sampler.draw(trainer.model))
+
         try:
-            outcome = trainer.run(reporter, stop.requested)
+            outcome = trainer.run(on_event, stop.requested)
         except KeyboardInterrupt:
             click.echo("interrupted; the last checkpoint saved is kept", err=True)
             sys.exit(128 + (stop.received or signal.SIGINT))

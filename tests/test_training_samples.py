@@ -1,0 +1,111 @@
+"""Samples while training (--sample-every): on stderr, labelled in records mode, and never a
+change to what is trained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import known_records
+from charrnn.checkpoint import load_checkpoint
+from charrnn.cli import cli
+from charrnn.corpus import build_corpus, split_records
+from charrnn.known_records import KnownRecords, record_hash, records_of_tokens
+from charrnn.training_samples import TrainingSampler
+
+from conftest import TINY_TEXT, make_trainer
+
+SMALL = ["--hidden-size", "16", "--embedding-size", "8", "--seq-length", "16",
+         "--batch-size", "4"]
+NAMES = "emma\nolivia\nava\nmia\nsofia\nella\n" * 6 + "zoe\nivy\n"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("block_size", [3, 1 << 20])  # records cut between blocks, or not
+def test_the_records_of_a_layout_are_those_of_its_text(monkeypatch, block_size):
+    monkeypatch.setattr(known_records, "BLOCK_SIZE", block_size)
+    text = "emma\n\nolivia\nava é\n\x00zoë\nemma\n"  # a NUL: the separator must be another
+    corpus = build_corpus(text, records=True, delimiter="\n", val_fraction=0.01)
+    assert list(records_of_tokens(corpus.train_tokens, corpus.vocab)) == split_records(text)
+    known = KnownRecords.from_tokens(corpus.train_tokens, corpus.vocab)
+    assert len(known) == 4 and known.hashes.dtype == np.uint64  # emma once
+    assert all(record in known for record in split_records(text))
+    assert "emm" not in known and "emma\n" not in known and "" not in known
+    assert record_hash("ava é") == record_hash("ava é")  # the same text, any vocabulary
+
+
+def test_records_are_labelled_training_held_out_new_or_unfinished():
+    corpus = build_corpus(NAMES, records=True, delimiter="\n", val_fraction=0.05)
+    sampler = TrainingSampler(corpus, records=True, seed=0, length=10)
+    assert sampler.label("emma", "end") == "in training text"
+    assert sampler.label("ivy", "end") == "held out"  # the last 5% of the records
+    assert sampler.label("zara", "end") == "new"
+    assert sampler.label("emma", "length") == "unfinished"
+
+
+def test_a_model_that_learned_its_records_by_heart_samples_copies(tmp_path):
+    trainer = make_trainer("hello\nhello\nhello\n", tmp_path / "m.npz", records=True,
+                           lr=1e-2, max_steps=100, lr_schedule="constant")
+    trainer.run()
+    samples = TrainingSampler(trainer.corpus, records=True, seed=0, length=20).draw(trainer.model)
+    assert len(samples) == 5
+    assert [(sample.text, sample.label) for sample in samples] == [("hello",
+                                                                    "in training text")] * 5
+
+
+def test_sample_every_prints_samples_on_stderr_only(tmp_path):
+    text_file = tmp_path / "t.txt"
+    text_file.write_text(TINY_TEXT)
+    result = run("train", text_file, "-o", tmp_path / "m.npz", *SMALL, "--max-steps", 5,
+                 "--sample-every", 2, "--sample-length", 7)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    stderr = result.stderr
+    assert "--- sample at step 2 ---" in stderr and "--- sample at step 4 ---" in stderr
+    assert "at step 5" not in stderr
+    sample = stderr.split("--- sample at step 4 ---\n")[1].split("\nstep 5 |")[0]
+    assert 0 < len(sample) <= 7
+
+
+def test_records_samples_are_labelled(tmp_path):
+    text_file = tmp_path / "names.txt"
+    text_file.write_text(NAMES)
+    result = run("train", text_file, "--records", "-o", tmp_path / "m.npz", *SMALL,
+                 "--max-steps", 2, "--sample-every", 2)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.split("--- sample at step 2 ---\n")[1].splitlines()[:5]
+    assert all(line.split("  ")[0].strip() in ("new", "in training text", "held out",
+                                               "unfinished") for line in lines), lines
+
+
+def test_sample_length_needs_sample_every(tmp_path):
+    result = run("train", "-o", tmp_path / "m.npz", "--sample-length", 10)
+    assert result.exit_code == 2 and "--sample-length needs --sample-every" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def train_cli(tmp_path, name, *extra):
+    text_file = tmp_path / "t.txt"
+    text_file.write_text(TINY_TEXT)
+    out = tmp_path / name
+    result = run("train", text_file, "-o", out, *SMALL, "--dropout", 0.2,
+                 "--lr-schedule", "constant", *extra)
+    assert result.exit_code == 0, result.output
+    return load_checkpoint(out)
+
+
+def test_sampling_does_not_change_training_nor_resuming(tmp_path):
+    """Dropout draws from the training's random stream: a sample drawn from it would show."""
+    plain = train_cli(tmp_path, "plain.npz", "--max-steps", 6)
+    sampled = train_cli(tmp_path, "sampled.npz", "--max-steps", 6, "--sample-every", 1)
+    train_cli(tmp_path, "resumed.npz", "--max-steps", 3, "--sample-every", 2)
+    resumed = train_cli(tmp_path, "resumed.npz", "--resume", tmp_path / "resumed.npz",
+                        "--max-steps", 6, "--sample-every", 1)
+    for checkpoint in (sampled, resumed):
+        for name, param in plain.model.params.items():
+            np.testing.assert_array_equal(checkpoint.model.params[name], param)
+        assert checkpoint.training["rng"] == plain.training["rng"]
