@@ -19,6 +19,14 @@ LAYOUT_SETTINGS = ("seq_length", "seq_length_schedule", "batch_size", "records",
                    "val_fraction")
 
 
+class SettingNeeded(CharrnnError):
+    """A setting was given without another that it needs."""
+
+    def __init__(self, name: str, needed: str):
+        super().__init__(f"{name} needs {needed}")
+        self.name, self.needed = name, needed
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """How to train: data layout, optimization, when to stop and evaluate.
@@ -41,6 +49,7 @@ class TrainSettings:
     val_fraction: float = 0.05
     eval_every: int = 100
     save_every: int | None = None  # steps between saves besides those at evaluations
+    keep_last: int | None = None  # keep the last N saves of save_every in <out>.step<k>.npz
     keep_best: bool = False  # also keep the best-validation model in <out>.best.npz
     patience: int | None = None  # stop after this many evaluations without improvement
     seed: int = 0
@@ -56,6 +65,8 @@ class TrainSettings:
                                f"{self.threads!r}")
         if all(getattr(self, name) is None for name in STOP_LIMITS):
             object.__setattr__(self, "max_epochs", DEFAULT_MAX_EPOCHS)
+        if self.keep_last is not None and self.save_every is None:
+            raise SettingNeeded("keep_last", "save_every")
         if self.lr_schedule not in LR_SCHEDULES:
             raise CharrnnError(f"unknown learning-rate schedule {self.lr_schedule!r}")
         self.window_range()  # refuses a malformed window schedule

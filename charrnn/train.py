@@ -31,6 +31,7 @@ from .optim import Adam, clip_scale
 from .parallel import Workers
 from .schedules import Progress, fraction_done, learning_rate, window_length
 from .settings import LAYOUT_SETTINGS, TrainSettings, resumed_settings
+from .step_checkpoints import prune, step_path
 from .training_state import Position, TrainingState, from_checkpoint, to_checkpoint
 from .windows import Windows, fit_window
 
@@ -180,6 +181,9 @@ class Trainer:
                         return "no improvement"
                 elif settings.save_every and step % settings.save_every == 0:
                     self.save()
+                if settings.keep_last and step % settings.save_every == 0:
+                    self.save(step_path(self.out, step))
+                    prune(self.out, step, settings.keep_last)
             if self.counters.saved_step == self.position.step and self.history:
                 on_event(self._event("end", self.history[-1]["val_loss"], str(self.out)))
             else:

@@ -395,3 +395,14 @@ def test_info_on_the_shipped_model():
     result = run("info", pretrained_model())
     assert result.exit_code == 0, result.output
     assert "2 x LSTM 256" in result.stdout and "7.42 epochs" in result.stdout
+
+
+def test_keep_last_keeps_step_checkpoints_and_needs_save_every(tmp_path, tiny_text_file):
+    refused = run("train", tiny_text_file, "-o", tmp_path / "m.npz", "--keep-last", 2)
+    assert refused.exit_code == 2 and len(refused.stderr.splitlines()) == 1
+    assert "--keep-last needs --save-every" in refused.stderr
+    result = run("train", tiny_text_file, "-o", tmp_path / "m.npz", *SMALL, "--max-steps", 5,
+                 "--save-every", 1, "--keep-last", 2)
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in tmp_path.glob("m.*")) == ["m.npz", "m.step4.npz",
+                                                                 "m.step5.npz"]

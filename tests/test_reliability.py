@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from charrnn import cache
 from charrnn.checkpoint import load_checkpoint
 from charrnn.sample import generate
-from charrnn.settings import TrainSettings, resumed_settings
+from charrnn.settings import SettingNeeded, TrainSettings, resumed_settings
 from charrnn.train import TrainingDiverged, resume_trainer
 
 from conftest import TINY_TEXT, make_trainer
@@ -177,3 +177,29 @@ def test_two_runs_at_once_on_one_text_and_one_out(tmp_path):
     [entry] = (tmp_path / "xdg" / "charrnn" / "corpora").iterdir()
     assert cache.load(cache.entry_for(entry.parent, str(text), encoding="utf-8", errors="strict",
                                       delimiter=None)) is not None
+
+
+def test_keep_last_keeps_the_latest_step_checkpoints(tmp_path):
+    out = tmp_path / "m.npz"
+    others = [tmp_path / name for name in ("m.step99.npz", "mm.step2.npz", "m.step2.npz.tmp")]
+    for path in others:  # a later step of another run, another output, not a checkpoint
+        path.write_bytes(b"")
+    tiny_trainer(out, max_steps=7, eval_every=4, save_every=2, keep_last=2).run()
+    steps = sorted(path.name for path in tmp_path.glob("m.step*.npz"))
+    assert steps == ["m.step4.npz", "m.step6.npz", "m.step99.npz"]
+    assert load_checkpoint(tmp_path / "m.step6.npz").training["position"]["step"] == 6
+    assert load_checkpoint(out).training["position"]["step"] == 7
+    assert all(path.exists() for path in others)
+    resumed = resume_trainer(load_checkpoint(out), lambda settings: tiny_trainer(out).corpus,
+                             out, {"max_steps": 12, "keep_last": 1})
+    resumed.run()
+    assert sorted(path.name for path in tmp_path.glob("m.step*.npz")) == ["m.step12.npz",
+                                                                          "m.step99.npz"]
+
+
+def test_keep_last_needs_save_every():
+    with pytest.raises(SettingNeeded):
+        TrainSettings(keep_last=2)
+    with pytest.raises(SettingNeeded):
+        resumed_settings(TrainSettings(), {"keep_last": 2})
+    assert resumed_settings(TrainSettings(save_every=5), {"keep_last": 2}).keep_last == 2

@@ -15,8 +15,8 @@ from ..checkpoint import check_writable, load_checkpoint
 from ..corpus import load_corpus
 from ..errors import CharrnnError
 from ..model import ModelConfig
+from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, SettingNeeded, TrainSettings
 from ..text import default_corpus
-from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, TrainSettings
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
 from ..training_samples import TrainingSampler
 from .output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
@@ -74,6 +74,10 @@ def check_schedule(schedule: str | None) -> str | None:
         raise click.BadParameter(f"{schedule!r} is not START:END, whole numbers of steps with "
                                  "1 <= START <= END") from None
     return schedule
+
+
+def needs(option: str, needed: str) -> click.UsageError:
+    return click.UsageError(f"{option} needs {needed}")
 
 
 def explicit_options(ctx: click.Context, names) -> dict:
@@ -148,6 +152,9 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help="Evaluate on the validation text and save a checkpoint every this many steps.")
 @click.option("--save-every", type=click.IntRange(min=1), default=None,
               help="Also save a checkpoint every this many steps.")
+@click.option("--keep-last", type=click.IntRange(min=1), default=None,
+              help="With --save-every: also keep the last N of those saves as "
+                   "<out>.step<k>.npz, deleting older ones.")
 @click.option("--sample-every", type=click.IntRange(min=1), default=None,
               help="Print a short sample on stderr every this many steps (a few labelled "
                    "records with --records).")
@@ -167,7 +174,7 @@ def train(ctx, file, out, resume, encoding, errors, sample_every, sample_length,
     """
     source = file if file is not None else default_corpus()
     if sample_every is None and "sample_length" in explicit_options(ctx, ["sample_length"]):
-        raise click.UsageError("--sample-length needs --sample-every")
+        raise needs("--sample-length", "--sample-every")
     if options["records"] and not options["delimiter"]:
         raise click.BadParameter("must not be empty", param_hint="'--delimiter'")
     if out == "":
@@ -178,10 +185,13 @@ def train(ctx, file, out, resume, encoding, errors, sample_every, sample_length,
     check_writable(out_path)
     given = explicit_options(ctx, TRAINING_OPTIONS)
     read = {"encoding": encoding, "errors": errors, "cache_dir": default_cache_dir()}
-    if resume:
-        trainer = resumed_trainer(ctx, resume, source, given, out_path, read)
-    else:
-        trainer = fresh_trainer(source, options, out_path, read)
+    try:
+        if resume:
+            trainer = resumed_trainer(ctx, resume, source, given, out_path, read)
+        else:
+            trainer = fresh_trainer(source, options, out_path, read)
+    except SettingNeeded as error:
+        raise needs(flag(error.name), flag(error.needed)) from None
     describe_start(trainer, "the shipped corpus" if file is None else
                    "standard input" if file == "-" else Path(file).name)
     sampler = None
