@@ -12,8 +12,9 @@ from . import gru, lstm, rnn
 class Cell:
     """One kind of recurrent layer.
 
-    forward(x, *state, Wx, Wh, b, keep, workspace) -> (h (T, B, H), final state, cache)
-    backward(dh, cache, Wx, Wh) -> (dx, dWx, dWh, db)
+    forward(x, *state, Wx, Wh, b, carry, workspace) -> (h (T, B, H), final state, cache)
+        carry (T, B, 1): 0 where a row starts afresh (its state entering the step is zero)
+    backward(dh, cache, Wx, Wh) -> (dx, dWx, dWh, db, gradient of the initial state)
     step(x, state, Wx, Wh, b) -> new state
     unit_values(cache, h, kind) -> (T, B, H) one of ``unit_kinds`` at every step of the
         forward pass that made ``cache`` and ``h`` (views of its arrays)
@@ -21,7 +22,7 @@ class Cell:
     """
 
     name: str
-    num_gates: int  # the fused weights have num_gates * H columns
+    num_gates: int  # the fused weights have num_gates * H columns (the module's GATE_ORDER)
     state_names: tuple[str, ...]
     forward: Callable
     backward: Callable
@@ -31,10 +32,10 @@ class Cell:
 
 
 CELLS = {
-    "lstm": Cell("lstm", 4, ("h", "c"), lstm.lstm_forward, lstm.lstm_backward, lstm.lstm_step,
-                 lstm.UNIT_KINDS, lstm.lstm_unit_values),
-    "gru": Cell("gru", 3, ("h",), gru.gru_forward, gru.gru_backward, gru.gru_step,
+    "lstm": Cell("lstm", lstm.NUM_GATES, ("h", "c"), lstm.lstm_forward, lstm.lstm_backward,
+                 lstm.lstm_step, lstm.UNIT_KINDS, lstm.lstm_unit_values),
+    "gru": Cell("gru", gru.NUM_GATES, ("h",), gru.gru_forward, gru.gru_backward, gru.gru_step,
                 gru.UNIT_KINDS, gru.gru_unit_values),
-    "rnn": Cell("rnn", 1, ("h",), rnn.rnn_forward, rnn.rnn_backward, rnn.rnn_step,
+    "rnn": Cell("rnn", rnn.NUM_GATES, ("h",), rnn.rnn_forward, rnn.rnn_backward, rnn.rnn_step,
                 rnn.UNIT_KINDS, rnn.rnn_unit_values),
 }

@@ -26,7 +26,7 @@ from .model import Model
 from .vocab import END, END_ID, START_ID, Vocabulary
 
 SCORE_BATCH_SIZE = 128
-SCORE_SEQ_LENGTH = 100
+SCORE_WINDOW_LENGTH = 100
 WARMUP_LENGTH = 50  # tokens run unscored before each stream, to settle its state
 
 
@@ -51,20 +51,20 @@ class Score:
 
 
 def score_tokens(model: Model, tokens: np.ndarray, by_token: bool = False, *,
-                 batch_size: int = SCORE_BATCH_SIZE, seq_length: int = SCORE_SEQ_LENGTH,
+                 batch_size: int = SCORE_BATCH_SIZE, window_length: int = SCORE_WINDOW_LENGTH,
                  warmup: int = WARMUP_LENGTH) -> Score:
     """Score every next-token prediction in ``tokens``, the first token given, as one pass
     from a zero state would (see the module's docstring). With ``by_token``, the loss is also
     summed per target token.
 
-    B streams of L >= ``warmup`` steps each, windows of ``seq_length``; a
+    B streams of L >= ``warmup`` steps each, windows of ``window_length``; a
     stream's state is carried across its windows.
     """
     num_targets = len(tokens) - 1
     if num_targets < 1:
         return Score(0.0, 0)
-    batch_size = max(1, min(batch_size, num_targets // max(seq_length, warmup, 1)))
-    windows = Windows(tokens, batch_size, seq_length, pad=True)
+    batch_size = max(1, min(batch_size, num_targets // max(window_length, warmup, 1)))
+    windows = Windows(tokens, batch_size, window_length, pad=True)
     state = warmed_up_state(model, tokens, batch_size, windows.stream_length, warmup)
     vocab_size = model.config.vocab_size
     loss_by_token, count_by_token = np.zeros(vocab_size), np.zeros(vocab_size, np.int64)

@@ -11,7 +11,7 @@ n (candidate); the bias is on the input side:
     n   = tanh(ax_n + r * ah_n)
     h_t = (1 - z) * n + z * h_{t-1}
 
-Where ``keep[t]`` is 0 for a row, that row's h_{t-1} is taken as zero.
+Where ``carry[t]`` is 0 for a row, that row's h_{t-1} is taken as zero.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 from .recurrent import Workspace, gate_values, sigmoid_, weight_gradients
 
 GATE_ORDER = ("reset", "update", "candidate")
+NUM_GATES = len(GATE_ORDER)
 UNIT_KINDS = ("hidden", "reset", "update")  # for gru_unit_values
-NUM_GATES = 3
 
 
 def _gru_cell_(ax: np.ndarray, ah: np.ndarray, h_prev: np.ndarray, h: np.ndarray) -> None:
@@ -56,13 +56,13 @@ class GRUCache:
     h_prev: np.ndarray  # (T, B, H) hidden state entering each step, after resets
     gates: np.ndarray  # (T, B, 3H) gate values r, z, n
     recurrent_candidate: np.ndarray  # (T, B, H) ah_n, the recurrent part of n before r
-    keep: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
+    carry: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
 
 
-def gru_forward(x, h0, Wx, Wh, b, keep=None, workspace: Workspace | None = None):
+def gru_forward(x, h0, Wx, Wh, b, carry=None, workspace: Workspace | None = None):
     """Run the layer over a window.
 
-    x: (T, B, D); h0: (B, H); Wx: (D, 3H); Wh: (H, 3H); b: (3H,); keep: (T, B, 1) or None.
+    x: (T, B, D); h0: (B, H); Wx: (D, 3H); Wh: (H, 3H); b: (3H,); carry: (T, B, 1) or None.
     Returns h: (T, B, H), the final state (h_T,) and a GRUCache. With a
     ``workspace`` (one per layer), h and the cache live in arrays reused by the
     next call with that workspace.
@@ -76,16 +76,16 @@ def gru_forward(x, h0, Wx, Wh, b, keep=None, workspace: Workspace | None = None)
     gates += b
     h = work.array("h", (T + 1, B, H), dtype)  # h[t + 1] is the output of step t
     h[0] = h0
-    h_prev = h[:-1] if keep is None else work.array("h_prev", (T, B, H), dtype)
+    h_prev = h[:-1] if carry is None else work.array("h_prev", (T, B, H), dtype)
     recurrent_candidate = work.array("recurrent_candidate", (T, B, H), dtype)
     recurrent = work.array("recurrent", (B, NUM_GATES * H), dtype)
     for t in range(T):
-        if keep is not None:
-            np.multiply(h[t], keep[t], out=h_prev[t])
+        if carry is not None:
+            np.multiply(h[t], carry[t], out=h_prev[t])
         np.matmul(h_prev[t], Wh, out=recurrent)
         recurrent_candidate[t] = recurrent[:, 2 * H:]
         _gru_cell_(gates[t], recurrent, h_prev[t], h[t + 1])
-    cache = GRUCache(x, h_prev, gates, recurrent_candidate, keep)
+    cache = GRUCache(x, h_prev, gates, recurrent_candidate, carry)
     return h[1:], (h[T].copy(),), cache
 
 
@@ -99,7 +99,8 @@ def gru_backward(dh, cache: GRUCache, Wx, Wh):
     """Backpropagate through the window.
 
     dh: (T, B, H) gradient of the loss with respect to the layer's outputs.
-    Returns dx: (T, B, D), dWx: (D, 3H), dWh: (H, 3H), db: (3H,).
+    Returns dx: (T, B, D), dWx: (D, 3H), dWh: (H, 3H), db: (3H,), and the gradient of
+    the initial state (dh0,), (B, H).
     """
     T, B, H = dh.shape
     gates = cache.gates.reshape(T, B, NUM_GATES, H)
@@ -122,9 +123,9 @@ def gru_backward(dh, cache: GRUCache, Wx, Wh):
         np.multiply(dax[t, :, 2], r[t], out=dah[t, :, 2])
         np.matmul(dah[t].reshape(B, NUM_GATES * H), Wh.T, out=dh_next)
         dh_next += dh_t * z[t]
-        if cache.keep is not None:
-            dh_next *= cache.keep[t]
-    return weight_gradients(cache.x, cache.h_prev, dax, dah, Wx, Workspace())
+        if cache.carry is not None:
+            dh_next *= cache.carry[t]
+    return (*weight_gradients(cache.x, cache.h_prev, dax, dah, Wx, Workspace()), (dh_next,))
 
 
 def gru_step(x, state, Wx, Wh, b):

@@ -15,7 +15,7 @@ packed in the order i (input), f (forget), o (output), g (candidate):
     c_t = f * c_{t-1} + i * g
     h_t = o * tanh(c_t)
 
-Where ``keep[t]`` is 0 for a row, that row starts a fresh sequence at step t:
+Where ``carry[t]`` is 0 for a row, that row starts a fresh sequence at step t:
 its h_{t-1} and c_{t-1} are taken as zero and no gradient flows back past it.
 """
 
@@ -29,6 +29,7 @@ import numpy as np
 from .recurrent import Workspace, gate_values, weight_gradients
 
 GATE_ORDER = ("input", "forget", "output", "candidate")
+NUM_GATES = len(GATE_ORDER)
 UNIT_KINDS = ("cell", "hidden", "input", "forget", "output")  # for lstm_unit_values; cell first
 
 
@@ -36,7 +37,7 @@ def _per_gate(shape: tuple[int, ...], dtype, sigmoid_value: float, tanh_value: f
     """A read-only array of ``shape`` (..., 4H): ``sigmoid_value`` on the i, f, o columns and
     ``tanh_value`` on g. Made full-sized rather than broadcast from one row, because numpy
     combines two arrays of the same shape about twice as fast."""
-    H = shape[-1] // 4
+    H = shape[-1] // NUM_GATES
     row = np.concatenate([np.full(3 * H, sigmoid_value), np.full(H, tanh_value)]).astype(dtype)
     array = np.ascontiguousarray(np.broadcast_to(row, shape))
     array.flags.writeable = False
@@ -97,15 +98,15 @@ class LSTMCache:
     c_prev: np.ndarray  # (T, B, H) cell state entering each step, after resets
     gates: np.ndarray  # (T, B, 4H) gate values i, f, o, g
     tanh_c: np.ndarray  # (T, B, H) tanh of each step's new cell state
-    keep: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
+    carry: np.ndarray | None  # (T, B, 1) 0 where a row's state was reset, or None
     workspace: Workspace  # where the forward pass's arrays live; the backward pass adds its own
 
 
-def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None, workspace: Workspace | None = None):
+def lstm_forward(x, h0, c0, Wx, Wh, b, carry=None, workspace: Workspace | None = None):
     """Run the layer over a window.
 
     x: (T, B, D); h0, c0: (B, H) state entering the window; Wx: (D, 4H);
-    Wh: (H, 4H); b: (4H,); keep: (T, B, 1) or None.
+    Wh: (H, 4H); b: (4H,); carry: (T, B, 1) or None.
     Returns h: (T, B, H), the final state (h_T, c_T), and an LSTMCache.
     With a ``workspace`` (one per layer), h and the cache live in arrays reused
     by the next call with that workspace.
@@ -118,26 +119,26 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, keep=None, workspace: Workspace | None = 
     Wh = halve_sigmoid_columns(Wh, work.array("Wh_halved", Wh.shape, dtype))
     b = halve_sigmoid_columns(b, work.array("b_halved", b.shape, dtype))
     # Input projections of all T steps in one matrix product.
-    gates = work.array("gates", (T, B, 4 * H), dtype)
-    np.matmul(x.reshape(T * B, D), Wx, out=gates.reshape(T * B, 4 * H))
+    gates = work.array("gates", (T, B, NUM_GATES * H), dtype)
+    np.matmul(x.reshape(T * B, D), Wx, out=gates.reshape(T * B, NUM_GATES * H))
     gates += b
     h = work.array("h", (T + 1, B, H), dtype)  # h[t + 1] is the output of step t
     c = work.array("c", (T + 1, B, H), dtype)
     h[0], c[0] = h0, c0
-    if keep is None:
+    if carry is None:
         h_prev, c_prev = h[:-1], c[:-1]
     else:
         h_prev, c_prev = work.array("h_prev", (T, B, H), dtype), work.array("c_prev", (T, B, H), dtype)
     tanh_c = work.array("tanh_c", (T, B, H), dtype)
-    recurrent = work.array("recurrent", (B, 4 * H), dtype)
+    recurrent = work.array("recurrent", (B, NUM_GATES * H), dtype)
     for t in range(T):
-        if keep is not None:
-            np.multiply(h[t], keep[t], out=h_prev[t])
-            np.multiply(c[t], keep[t], out=c_prev[t])
+        if carry is not None:
+            np.multiply(h[t], carry[t], out=h_prev[t])
+            np.multiply(c[t], carry[t], out=c_prev[t])
         np.matmul(h_prev[t], Wh, out=recurrent)
         gates[t] += recurrent
         activate_(gates[t], c_prev[t], c[t + 1], tanh_c[t], h[t + 1])
-    cache = LSTMCache(x=x, h_prev=h_prev, c_prev=c_prev, gates=gates, tanh_c=tanh_c, keep=keep,
+    cache = LSTMCache(x=x, h_prev=h_prev, c_prev=c_prev, gates=gates, tanh_c=tanh_c, carry=carry,
                       workspace=work)
     return h[1:], (h[T].copy(), c[T].copy()), cache
 
@@ -176,14 +177,14 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
     """Backpropagate through the window (no gradient flows into the initial state's past).
 
     dh: (T, B, H) gradient of the loss with respect to the layer's outputs.
-    Returns dx: (T, B, D) and the parameter gradients dWx: (D, 4H),
-    dWh: (H, 4H), db: (4H,).
+    Returns dx: (T, B, D), the parameter gradients dWx: (D, 4H), dWh: (H, 4H),
+    db: (4H,), and the gradient of the initial state (dh0, dc0), each (B, H).
     """
     T, B, H = dh.shape
     dtype = dh.dtype
     work = cache.workspace
-    da = work.array("da", (T, B, 4 * H), dtype)  # gradient of the pre-activations
-    slopes = work.array("slopes", (B, 4 * H), dtype)  # d gate / d pre-activation at one step
+    da = work.array("da", (T, B, NUM_GATES * H), dtype)  # gradient of the pre-activations
+    slopes = work.array("slopes", (B, NUM_GATES * H), dtype)  # d gate / d pre-activation
     dh_t = work.array("dh_t", (B, H), dtype)
     dc_t = work.array("dc_t", (B, H), dtype)
     # A contiguous copy of Wh.T: OpenBLAS multiplies by it faster than by the transposed view.
@@ -210,10 +211,10 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
         da[t] *= gate_slopes_(gates, slopes)
         np.multiply(dc_t, f, out=dc_next)
         np.matmul(da[t], Wh_t, out=dh_next)
-        if cache.keep is not None:
-            dc_next *= cache.keep[t]
-            dh_next *= cache.keep[t]
-    return weight_gradients(cache.x, cache.h_prev, da, da, Wx, work)
+        if cache.carry is not None:
+            dc_next *= cache.carry[t]
+            dh_next *= cache.carry[t]
+    return (*weight_gradients(cache.x, cache.h_prev, da, da, Wx, work), (dh_next, dc_next))
 
 
 def lstm_step(x, state, Wx, Wh, b):

@@ -158,13 +158,13 @@ class Model:
         """
         # A <START> input begins a fresh sequence: that row's state is reset.
         starts = inputs == START_ID
-        keep = (~starts)[:, :, None].astype(self.dtype) if starts.any() else None
+        carry = (~starts)[:, :, None].astype(self.dtype) if starts.any() else None
         layer_input = self.params["embedding"][inputs]  # (T, B, E)
         new_state, caches, masks = [], [], []
         for layer in range(self.config.num_layers):
             Wx, Wh, b = self.layer_weights(layer)
             layer_input, final_state, cache = self.cell.forward(
-                layer_input, *state[layer], Wx, Wh, b, keep, self.workspaces[layer])
+                layer_input, *state[layer], Wx, Wh, b, carry, self.workspaces[layer])
             mask = None
             if dropout > 0:
                 mask = (rng.random(layer_input.shape) >= dropout).astype(self.dtype)
@@ -216,11 +216,6 @@ class Model:
                            for cache, h in zip(caches, outputs)]
         return losses.reshape(targets.shape), probs, new_state, unit_values
 
-    def loss(self, inputs: np.ndarray, targets: np.ndarray, state: State):
-        """Forward pass only: (summed loss, number of scored targets, new state)."""
-        losses, new_state = self.target_losses(inputs, targets, state)
-        return float(losses.sum()), int((targets != START_ID).sum()), new_state
-
     def loss_and_gradients(self, inputs: np.ndarray, targets: np.ndarray, state: State,
                            dropout: float = 0.0, rng: np.random.Generator | None = None,
                            num_scored: int | None = None):
@@ -251,7 +246,7 @@ class Model:
             Wx, Wh, _ = self.layer_weights(layer)
             if masks[layer] is not None:
                 dh *= masks[layer]
-            dh, dWx, dWh, db = self.cell.backward(dh, caches[layer], Wx, Wh)
+            dh, dWx, dWh, db, _ = self.cell.backward(dh, caches[layer], Wx, Wh)
             prefix = self.config.layer_prefix(layer)
             grads[prefix + "input_weight"] = dWx
             grads[prefix + "hidden_weight"] = dWh

@@ -104,9 +104,9 @@ class Trainer:
     def __init__(self, model: Model, corpus: Corpus, out: Path, state: TrainingState):
         self.model, self.corpus, self.out = model, corpus, Path(out)
         self.settings = settings = state.settings
-        batch_size, seq_length = fit_window(len(corpus.train_tokens), settings.batch_size,
-                                            settings.window_range()[1])
-        self.windows = Windows(corpus.train_tokens, batch_size, seq_length)
+        batch_size, longest = fit_window(len(corpus.train_tokens), settings.batch_size,
+                                         settings.window_range()[1])
+        self.windows = Windows(corpus.train_tokens, batch_size, longest)
         self.optimizer = Adam(model.params, settings.lr)
         if state.adam_moments is not None:
             self.optimizer.first_moment, self.optimizer.second_moment = state.adam_moments
@@ -141,7 +141,7 @@ class Trainer:
 
     def window_length(self) -> int:
         """Steps in the next window, by the schedule."""
-        return min(window_length(self.settings, self.progress()), self.windows.seq_length)
+        return min(window_length(self.settings, self.progress()), self.windows.window_length)
 
     def learning_rate(self) -> float:
         """The rate for the next update, by the schedule."""
@@ -151,7 +151,7 @@ class Trainer:
         """The training state as it is now."""
         return TrainingState(
             self.settings, self.rng.bit_generator.state, self.position, self.epochs_done(),
-            (self.windows.batch_size, self.windows.seq_length),
+            (self.windows.batch_size, self.windows.window_length),
             self.elapsed_before + self.progress().seconds, tuple(self.history), self.plateau,
             self.optimizer.step, (self.optimizer.first_moment, self.optimizer.second_moment),
             self.carried, self.corpus.checksum, self.corpus.num_chars)

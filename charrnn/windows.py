@@ -14,8 +14,8 @@ from .errors import CharrnnError
 from .vocab import START_ID
 
 
-def fit_window(num_tokens: int, batch_size: int, seq_length: int) -> tuple[int, int]:
-    """The largest (batch_size, seq_length), no larger than asked, that gives one window.
+def fit_window(num_tokens: int, batch_size: int, window_length: int) -> tuple[int, int]:
+    """The largest (batch_size, window_length), no larger than asked, that gives one window.
 
     A window of B rows and T steps needs B * T + 1 tokens; rows are given up
     before steps. Raises CharrnnError if there are fewer than two tokens.
@@ -23,9 +23,9 @@ def fit_window(num_tokens: int, batch_size: int, seq_length: int) -> tuple[int, 
     num_targets = num_tokens - 1
     if num_targets < 1:
         raise CharrnnError("the training text is too short: it needs at least one character")
-    seq_length = min(seq_length, num_targets)
-    batch_size = min(batch_size, num_targets // seq_length)
-    return batch_size, seq_length
+    window_length = min(window_length, num_targets)
+    batch_size = min(batch_size, num_targets // window_length)
+    return batch_size, window_length
 
 
 class Windows:
@@ -37,21 +37,21 @@ class Windows:
     dropped and every window has T steps: for training.
     """
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_length: int, pad: bool = False):
+    def __init__(self, tokens: np.ndarray, batch_size: int, window_length: int, pad: bool = False):
         num_targets = len(tokens) - 1
         if pad:
             stream_length = -(-num_targets // batch_size)
             padded = np.full(batch_size * stream_length + 1, START_ID, tokens.dtype)
             padded[: len(tokens)] = tokens
             tokens = padded
-            self.num_windows = -(-stream_length // seq_length)
+            self.num_windows = -(-stream_length // window_length)
         else:
             stream_length = num_targets // batch_size
-            self.num_windows = stream_length // seq_length
+            self.num_windows = stream_length // window_length
         span = batch_size * stream_length
         self.inputs = tokens[:span].reshape(batch_size, stream_length)  # (B, L)
         self.targets = tokens[1: span + 1].reshape(batch_size, stream_length)  # (B, L)
-        self.batch_size, self.seq_length = batch_size, seq_length
+        self.batch_size, self.window_length = batch_size, window_length
 
     @property
     def stream_length(self) -> int:
@@ -60,7 +60,7 @@ class Windows:
 
     def window(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The inputs and targets of window ``index``, each (T, B)."""
-        return self.span(index * self.seq_length, self.seq_length)
+        return self.span(index * self.window_length, self.window_length)
 
     def span(self, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
         """The inputs and targets of ``length`` steps from step ``start``, each (length, B)."""

@@ -1,32 +1,76 @@
-"""The recurrent math: the LSTM forward against a naive per-gate loop, and every cell's
-backward (LSTM, GRU, RNN, with resets and dropout) against finite differences."""
+"""The recurrent math: every cell's forward pass against a naive per-gate loop, and every
+backward pass against finite differences (on the weights, the inputs and the initial state,
+with resets and dropout)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from charrnn.lstm import lstm_forward
-from charrnn.recurrent import sigmoid_
+from charrnn.cells import CELLS
 from charrnn.model import Model, ModelConfig, init_params
+from charrnn.recurrent import sigmoid_
 from charrnn.vocab import START_ID
 
 
-def naive_lstm(x, h, c, Wx, Wh, b, keep):
-    """Textbook LSTM, one gate at a time, for comparison."""
-    H = Wh.shape[0]
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def naive_lstm(x, state, Wx, Wh, b, carry):
+    """Textbook LSTM, one gate at a time."""
+    (h, c), H = state, Wh.shape[0]
     outputs = []
     for t in range(x.shape[0]):
-        h, c = h * keep[t], c * keep[t]
+        h, c = h * carry[t], c * carry[t]
         a = x[t] @ Wx + h @ Wh + b
-        i = 1 / (1 + np.exp(-a[:, :H]))
-        f = 1 / (1 + np.exp(-a[:, H:2 * H]))
-        o = 1 / (1 + np.exp(-a[:, 2 * H:3 * H]))
+        i, f, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H])
         g = np.tanh(a[:, 3 * H:])
         c = f * c + i * g
         h = o * np.tanh(c)
         outputs.append(h)
-    return np.stack(outputs), h, c
+    return np.stack(outputs), (h, c)
+
+
+def naive_gru(x, state, Wx, Wh, b, carry):
+    """Textbook GRU (the bias on the input side), one gate at a time."""
+    (h,), H = state, Wh.shape[0]
+    outputs = []
+    for t in range(x.shape[0]):
+        h = h * carry[t]
+        ax, ah = x[t] @ Wx + b, h @ Wh
+        r = sigmoid(ax[:, :H] + ah[:, :H])
+        z = sigmoid(ax[:, H:2 * H] + ah[:, H:2 * H])
+        n = np.tanh(ax[:, 2 * H:] + r * ah[:, 2 * H:])
+        h = (1 - z) * n + z * h
+        outputs.append(h)
+    return np.stack(outputs), (h,)
+
+
+def naive_rnn(x, state, Wx, Wh, b, carry):
+    (h,) = state
+    outputs = []
+    for t in range(x.shape[0]):
+        h = np.tanh(x[t] @ Wx + (h * carry[t]) @ Wh + b)
+        outputs.append(h)
+    return np.stack(outputs), (h,)
+
+
+NAIVE = {"lstm": naive_lstm, "gru": naive_gru, "rnn": naive_rnn}
+T, B, D, H = 6, 3, 5, 4
+
+
+def layer_inputs(rng, cell_name: str, with_reset: bool):
+    """Random float64 inputs, initial state and weights for one layer, and its carry mask."""
+    cell = CELLS[cell_name]
+    x = rng.normal(size=(T, B, D))
+    state = tuple(rng.normal(size=(B, H)) for _ in cell.state_names)
+    G = cell.num_gates
+    weights = rng.normal(size=(D, G * H)), rng.normal(size=(H, G * H)), rng.normal(size=G * H)
+    carry = np.ones((T, B, 1))
+    if with_reset:
+        carry[2, 1] = carry[4, 0] = 0
+    return x, state, weights, (carry if with_reset else None)
 
 
 def test_sigmoid_is_stable_and_exact():
@@ -37,20 +81,16 @@ def test_sigmoid_is_stable_and_exact():
     np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("with_reset", [False, True])
-def test_forward_matches_naive_loop(rng, with_reset):
-    T, B, D, H = 6, 3, 5, 4
-    x = rng.normal(size=(T, B, D))
-    h0, c0 = rng.normal(size=(B, H)), rng.normal(size=(B, H))
-    Wx, Wh, b = rng.normal(size=(D, 4 * H)), rng.normal(size=(H, 4 * H)), rng.normal(size=4 * H)
-    keep = np.ones((T, B, 1))
-    if with_reset:
-        keep[2, 1] = keep[4, 0] = 0
-    h, (hT, cT), _ = lstm_forward(x, h0, c0, Wx, Wh, b, keep if with_reset else None)
-    expected_h, expected_hT, expected_cT = naive_lstm(x, h0, c0, Wx, Wh, b, keep)
+def test_forward_matches_a_naive_loop(rng, cell, with_reset):
+    x, state, weights, carry = layer_inputs(rng, cell, with_reset)
+    h, final, _ = CELLS[cell].forward(x, *state, *weights, carry)
+    expected_h, expected_final = NAIVE[cell](x, state, *weights,
+                                             np.ones((T, B, 1)) if carry is None else carry)
     np.testing.assert_allclose(h, expected_h, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(hT, expected_hT, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(cT, expected_cT, rtol=1e-12, atol=1e-12)
+    for got, expected in zip(final, expected_final, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def numerical_gradient(f, array, eps=1e-5):
@@ -70,20 +110,39 @@ def relative_error(a, b):
     return np.abs(a - b).max() / max(np.abs(a).max() + np.abs(b).max(), 1e-12)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("with_reset", [False, True])
+def test_layer_gradients_match_finite_differences(rng, cell, with_reset):
+    """The gradients of one layer's inputs, initial state and weights, float64."""
+    x, state, weights, carry = layer_inputs(rng, cell, with_reset)
+    projection = rng.normal(size=(T, B, H))  # the loss is sum(h * projection)
+
+    def loss():
+        h, _, _ = CELLS[cell].forward(x, *state, *weights, carry)
+        return float((h * projection).sum())
+
+    _, _, cache = CELLS[cell].forward(x, *state, *weights, carry)
+    dx, dWx, dWh, db, dstate = CELLS[cell].backward(projection, cache, *weights[:2])
+    for name, analytic, array in [("x", dx, x), ("Wx", dWx, weights[0]),
+                                  ("Wh", dWh, weights[1]), ("b", db, weights[2]),
+                                  *[(f"initial {name}", d, s) for name, d, s in
+                                    zip(CELLS[cell].state_names, dstate, state, strict=True)]]:
+        assert relative_error(analytic, numerical_gradient(loss, array)) < 1e-6, name
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("with_reset, dropout", [(False, 0.0), (True, 0.0), (False, 0.3)])
-def test_every_gradient_matches_finite_differences(rng, cell, with_reset, dropout):
-    """Two layers, several time steps, a carried (non-zero) initial state, float64."""
+def test_every_parameter_gradient_matches_finite_differences(rng, cell, with_reset, dropout):
+    """The whole model: two layers, a carried (non-zero) initial state, float64."""
     config = ModelConfig(vocab_size=7, embedding_size=3, hidden_size=4, num_layers=2, cell=cell)
     model = Model(config, init_params(config, rng, np.float64))
-    T, B = 5, 3
-    inputs = rng.integers(2, config.vocab_size, (T, B))
-    targets = rng.integers(1, config.vocab_size, (T, B))
+    inputs = rng.integers(2, config.vocab_size, (5, 3))
+    targets = rng.integers(1, config.vocab_size, (5, 3))
     if with_reset:
         inputs[2, 1] = START_ID  # row 1 starts a new sequence mid-window
         targets[1, 1] = START_ID  # ... and the target before it is not scored
     state = [tuple(rng.normal(size=part.shape) for part in layer)
-             for layer in model.zero_state(B)]
+             for layer in model.zero_state(3)]
 
     def loss_and_gradients():  # the same dropout masks every time
         return model.loss_and_gradients(inputs, targets, state, dropout,
@@ -96,45 +155,48 @@ def test_every_gradient_matches_finite_differences(rng, cell, with_reset, dropou
         assert relative_error(grads[name], numeric) < 1e-6, name
 
 
-def test_dropout_changes_training_only(rng):
-    config = ModelConfig(vocab_size=9, embedding_size=4, hidden_size=8, num_layers=2)
+def test_dropout_zeroes_outputs_and_scales_the_rest(rng):
+    """Inverted dropout: each output is dropped, or kept and scaled by 1 / (1 - p)."""
+    config = ModelConfig(vocab_size=9, embedding_size=4, hidden_size=50, num_layers=1)
     model = Model(config, init_params(config, rng, np.float64))
-    inputs, targets = rng.integers(2, 9, (6, 3)), rng.integers(1, 9, (6, 3))
-    plain, _, _ = model.loss_and_gradients(inputs, targets, model.zero_state(3))
-    dropped, _, _ = model.loss_and_gradients(inputs, targets, model.zero_state(3), 0.5, rng)
-    total, count, _ = model.loss(inputs, targets, model.zero_state(3))
-    assert plain == pytest.approx(total / count) and dropped != pytest.approx(plain)
+    inputs = rng.integers(2, 9, (6, 20))
+    plain, _, _, _ = model._forward(inputs, model.zero_state(20))
+    dropped, _, _, _ = model._forward(inputs, model.zero_state(20), 0.25, rng)
+    kept = dropped != 0
+    np.testing.assert_allclose(dropped[kept], plain[kept] / 0.75, rtol=1e-12)
+    assert abs(kept.mean() - 0.75) < 0.02
 
 
-def test_loss_and_loss_and_gradients_agree(rng):
+def test_the_training_loss_is_the_mean_of_the_scored_targets_losses(rng):
     config = ModelConfig(vocab_size=9, embedding_size=4, hidden_size=5, num_layers=3)
     model = Model(config, init_params(config, rng, np.float64))
-    inputs = rng.integers(0, 9, (7, 2))
+    inputs = rng.integers(0, 9, (7, 2))  # <START> inputs reset rows, <START> targets are skipped
     targets = rng.integers(0, 9, (7, 2))
-    state = model.zero_state(2)
-    mean_loss, _, state_a = model.loss_and_gradients(inputs, targets, state)
-    total, count, state_b = model.loss(inputs, targets, state)
-    assert count == int((targets != START_ID).sum())
-    assert mean_loss == pytest.approx(total / count, rel=1e-12)
-    for (h_a, c_a), (h_b, c_b) in zip(state_a, state_b):
-        np.testing.assert_array_equal(h_a, h_b)
-        np.testing.assert_array_equal(c_a, c_b)
+    mean_loss, _, training_state = model.loss_and_gradients(inputs, targets,
+                                                            model.zero_state(2))
+    losses, scoring_state = model.target_losses(inputs, targets, model.zero_state(2))
+    scored = targets != START_ID
+    assert 0 < scored.sum() < scored.size and (losses[~scored] == 0).all()
+    assert mean_loss == pytest.approx(losses[scored].mean(), rel=1e-12)
+    for training, scoring in zip(training_state, scoring_state, strict=True):
+        for a, b in zip(training, scoring, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
 def test_step_matches_window_forward(rng, cell):
     """Generating one step at a time computes the same as the training forward pass."""
     config = ModelConfig(vocab_size=9, embedding_size=4, hidden_size=5, num_layers=2, cell=cell)
     model = Model(config, init_params(config, rng, np.float64))
     inputs = rng.integers(2, 9, (6, 3))
     targets = rng.integers(1, 9, (6, 3))
-    total, _, _ = model.loss(inputs, targets, model.zero_state(3))
+    losses, _ = model.target_losses(inputs, targets, model.zero_state(3))
     state, stepped_total = model.zero_state(3), 0.0
     for t in range(6):
         logits, state = model.step(inputs[t], state)
         log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
         stepped_total -= log_probs[np.arange(3), targets[t]].sum()
-    assert stepped_total == pytest.approx(total, rel=1e-10)
+    assert stepped_total == pytest.approx(losses.sum(), rel=1e-10)
 
 
 def test_forget_bias_starts_at_one(rng):

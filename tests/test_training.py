@@ -14,7 +14,7 @@ from charrnn.errors import CharrnnError
 from charrnn.schedules import Progress, learning_rate, window_length
 from charrnn.settings import DEFAULT_MAX_EPOCHS, TrainSettings
 from charrnn.train import TrainingDiverged, resume_trainer
-from charrnn.vocab import Vocabulary
+from charrnn.vocab import START_ID, Vocabulary
 
 from conftest import TINY_TEXT, make_trainer
 
@@ -155,13 +155,19 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     np.testing.assert_array_equal(load_checkpoint(out).model.params["output.bias"], saved)
 
 
-def test_records_never_score_the_start_after_an_end(tmp_path):
-    trainer = make_trainer("ab\nba\n" * 10, tmp_path / "x.npz", records=True, seq_length=5,
-                           batch_size=2, max_steps=1)
-    inputs, targets = trainer.windows.window(0)
-    # Whatever the window, a <START> target would be unscoreable: the loss ignores them.
-    total, count, _ = trainer.model.loss(inputs, targets, trainer.model.zero_state(2))
-    assert count == int((targets != 0).sum()) < targets.size
+def test_records_are_scored_each_from_its_own_start(tmp_path):
+    trainer = make_trainer("ab\nba\nabba\n" * 4, tmp_path / "x.npz", records=True, max_steps=5)
+    trainer.run()
+    model, tokens = trainer.model, trainer.corpus.train_tokens
+    together = score_tokens(model, tokens, window_length=5)  # across the records' bounds
+    starts = np.flatnonzero(tokens == START_ID)
+    alone = [score_tokens(model, tokens[start:end])  # <START> record <END>
+             for start, end in zip(starts, [*starts[1:], len(tokens)])]
+    # The <START> after each <END> is never a target, and it resets the state.
+    assert together.num_scored == sum(score.num_scored for score in alone) == (
+        len(tokens) - len(starts))
+    assert together.total_loss == pytest.approx(sum(score.total_loss for score in alone),
+                                                rel=1e-5)
 
 
 def test_cosine_schedule_decays_to_a_tenth_and_warmup_ramps():
@@ -204,7 +210,7 @@ def test_seq_length_schedule_grows_the_windows(tmp_path):
     trainer.loss_and_gradients = lambda inputs, *rest: (lengths.append(len(inputs)),
                                                         compute(inputs, *rest))[1]
     trainer.run()
-    assert trainer.windows.seq_length == 25
+    assert trainer.windows.window_length == 25
     # After s steps of 20, the window has 5 + 20 * min(1, (s / 20) / 0.5) steps.
     assert lengths == [round(5 + 20 * min(1, step / 20 / 0.5)) for step in range(20)]
     assert window_length(trainer.settings, Progress(20, 0.0, 0.0)) == 25

@@ -111,7 +111,7 @@ def test_fit_window_shrinks_rows_before_steps():
 
 def test_windows_are_contiguous_streams_with_next_token_targets():
     tokens = np.arange(26)
-    windows = Windows(tokens, batch_size=2, seq_length=4)
+    windows = Windows(tokens, batch_size=2, window_length=4)
     assert windows.num_windows == 3  # 25 targets -> 2 streams of 12 -> 3 windows of 4
     inputs, targets = windows.window(1)
     assert inputs.T.tolist() == [[4, 5, 6, 7], [16, 17, 18, 19]]
@@ -120,7 +120,7 @@ def test_windows_are_contiguous_streams_with_next_token_targets():
 
 def test_padded_windows_cover_every_target_once():
     tokens = np.arange(2, 25)  # 22 targets
-    windows = Windows(tokens, batch_size=3, seq_length=5, pad=True)
+    windows = Windows(tokens, batch_size=3, window_length=5, pad=True)
     targets = np.concatenate([windows.window(i)[1].T for i in range(windows.num_windows)], 1)
     scored = targets[targets != START_ID]
     assert sorted(scored.tolist()) == list(range(3, 25))

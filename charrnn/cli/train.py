@@ -229,10 +229,10 @@ def fresh_trainer(source: str, options: dict, out_path: Path, read: dict):
 def describe_start(trainer, text_name: str) -> None:
     """Notes on stderr: what is trained on, and anything that differs from what was asked."""
     settings, windows, corpus = trainer.settings, trainer.windows, trainer.corpus
-    if (windows.batch_size, windows.seq_length) != (settings.batch_size,
+    if (windows.batch_size, windows.window_length) != (settings.batch_size,
                                                     settings.window_range()[1]):
         click.echo(f"note: the text is short: training with --batch-size {windows.batch_size} "
-                   f"--seq-length {windows.seq_length}", err=True)
+                   f"--seq-length {windows.window_length}", err=True)
     if len(corpus.val_tokens) < 2:
         click.echo("note: the text is too short to hold any out for validation; --keep-best "
                    "and --patience have nothing to go on", err=True)
