@@ -16,7 +16,8 @@ from ..errors import CharrnnError
 from ..text import InvalidBytes
 from ..train import TrainingDiverged
 from .output import quiet_broken_pipe
-from .checkpoints import evaluate, export, info
+from .checkpoints import export, info
+from .evaluate import evaluate
 from .sample import sample
 from .train import train
 

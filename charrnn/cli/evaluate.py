@@ -1,0 +1,95 @@
+"""``charrnn eval``: scoring a model on a text, with a breakdown by character."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..checkpoint import load_checkpoint
+from ..errors import CharrnnError
+from ..evaluate import breakdown, score_text
+from ..text import read_text, source_name
+from ..training_state import saved_settings
+from .output import encoding_option, errors_option, print_line, stdout_console
+
+
+@click.command(name="eval")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("file", metavar="FILE|-")
+@encoding_option
+@errors_option
+@click.option("--per-char", is_flag=True,
+              help="Also break the loss down by character class and show the hardest "
+                   "characters.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
+    """Score a model on a text file (or - for standard input).
+
+    Reports the average negative log-likelihood of each next character in
+    nats and bits, and the perplexity. The text is laid out as in training
+    (one sequence, or records from <START> to <END>); the <END> markers are
+    scored too. Characters outside the model's vocabulary are skipped and
+    counted.
+    """
+    loaded = load_checkpoint(checkpoint)
+    text = read_text(file, encoding, errors)
+    settings = saved_settings(loaded)
+    scored = score_text(loaded.model, loaded.vocab, text,
+                        settings.delimiter if settings.records else None, by_token=per_char)
+    score, num_chars, skipped = scored.score, scored.num_chars, scored.num_skipped
+    if num_chars == 0:
+        raise CharrnnError(f"{source_name(file)}: nothing to score (no characters the model knows)")
+    result = {
+        "file": file,
+        "nats_per_char": score.nats_per_char,
+        "bits_per_char": score.bits_per_char,
+        "perplexity": score.perplexity,
+        "predictions_scored": score.num_scored,
+        "characters_scored": num_chars,
+        "characters_skipped": skipped,
+    }
+    by_class, by_token = breakdown(score, loaded.vocab) if per_char else ([], [])
+    if as_json:
+        if per_char:
+            result["by_class"] = [row_dict(row, "class") for row in by_class]
+            result["by_character"] = [row_dict(row, "character") for row in by_token]
+        print_line(json.dumps(result, ensure_ascii=False))
+        return
+    print_line(f"nats/char    {score.nats_per_char:.4f}\n"
+               f"bits/char    {score.bits_per_char:.4f}\n"
+               f"perplexity   {score.perplexity:.3f}\n"
+               f"scored       {score.num_scored:,} predictions "
+               f"({num_chars:,} characters, {scored.num_sequences:,} <END>)\n"
+               f"skipped      {skipped:,} characters outside the vocabulary")
+    if per_char:
+        print_breakdown(by_class, by_token, score)
+
+
+def row_dict(row, key: str) -> dict:
+    return {key: row.label, "count": row.count, "nats_per_char": row.nats_per_char}
+
+
+HARDEST_SHOWN = 15
+
+
+def print_breakdown(by_class, by_token, score) -> None:
+    """Two rich tables: loss by character class, and the hardest characters."""
+    from rich.table import Table
+
+    from ..info import printable_char
+
+    console = stdout_console(highlight=False)
+    classes = Table(title="loss by character class", title_justify="left")
+    for column in ("class", "count", "share of text", "nats/char", "share of loss"):
+        classes.add_column(column, justify="left" if column == "class" else "right")
+    for row in by_class:
+        classes.add_row(row.label, f"{row.count:,}", f"{row.count / score.num_scored:.1%}",
+                        f"{row.nats_per_char:.3f}", f"{row.total_loss / score.total_loss:.1%}")
+    hardest = Table(title=f"hardest characters (of {len(by_token)})", title_justify="left")
+    for column in ("character", "count", "nats/char"):
+        hardest.add_column(column, justify="left" if column == "character" else "right")
+    for row in by_token[:HARDEST_SHOWN]:
+        label = row.label if row.label.startswith("<") else printable_char(row.label)
+        hardest.add_row(label, f"{row.count:,}", f"{row.nats_per_char:.3f}")
+    console.print(classes, hardest)
