@@ -32,7 +32,7 @@ def test_version_and_help():
     assert result.exit_code == 0 and __version__ in result.output
     bare = run()
     assert bare.exit_code == 0 and "Commands:" in bare.stdout and bare.stderr == ""
-    for command in ("train", "sample", "eval", "info", "export"):
+    for command in ("train", "sample", "eval", "info", "export", "show"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Usage:" in result.output
 
@@ -278,7 +278,7 @@ def readme_options(command: str) -> set[str]:
     return set(re.findall(r"`(--[a-z-]+)", section))
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "eval", "info", "export"])
+@pytest.mark.parametrize("command", ["train", "sample", "eval", "info", "export", "show"])
 def test_help_lists_every_option_the_readme_documents(command):
     documented = readme_options(command)
     assert documented or command == "export"  # export has no options

@@ -1,4 +1,4 @@
-"""The ``charrnn`` command line: train, sample, eval, info and export.
+"""The ``charrnn`` command line: train, sample, eval, info, export and show.
 
 A thin layer: it parses options, calls the library and reports. Generated
 text (or JSON) goes to stdout; progress and diagnostics go to stderr. Every
@@ -19,6 +19,7 @@ from .output import quiet_broken_pipe
 from .checkpoints import export, info
 from .evaluate import evaluate
 from .sample import sample
+from .show import show
 from .train import train
 
 
@@ -91,7 +92,7 @@ def cli():
     """
 
 
-for command in (train, sample, evaluate, info, export):
+for command in (train, sample, evaluate, info, export, show):
     cli.add_command(command)
 
 
