@@ -34,7 +34,7 @@ from charrnn.windows import Windows
 from charrnn.model import Model, ModelConfig, init_params
 from charrnn.optim import Adam, clip_scale
 from charrnn.parallel import Workers
-from charrnn.settings import TrainSettings
+from charrnn.settings import available_cores
 
 VOCAB_SIZE = 67  # 65 characters, <START> and <END>
 EMBEDDING_SIZE = 64
@@ -135,7 +135,7 @@ def charrnn_step_times(setup: Setup, threads: int, min_steps: int,
     config = ModelConfig(VOCAB_SIZE, EMBEDDING_SIZE, setup.hidden_size, setup.num_layers)
     model = Model(config, init_params(config, np.random.default_rng(0)))
     optimizer = Adam(model.params, 2e-3)
-    workers = Workers(model, threads)
+    workers = Workers(model, optimizer, threads)
     windows = Windows(random_tokens(setup, 8), setup.batch_size, setup.seq_length)
     state = model.zero_state(setup.batch_size)
 
@@ -143,7 +143,7 @@ def charrnn_step_times(setup: Setup, threads: int, min_steps: int,
         nonlocal state
         inputs, targets = windows.window(index % windows.num_windows)
         _, grads, state = workers.loss_and_gradients(inputs, targets, state)
-        workers.update_(optimizer, grads, 2e-3, clip_scale(workers.global_norm(grads), 5.0))
+        workers.update_(grads, 2e-3, clip_scale(workers.global_norm(grads), 5.0))
 
     try:
         return time_steps(run_step, min_steps, min_seconds)
@@ -155,7 +155,7 @@ def torch_step_times(setup: Setup, min_steps: int, min_seconds: float) -> list[f
     """The same step in PyTorch: embedding, nn.LSTM, linear, cross-entropy, Adam."""
     import torch
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(available_cores())
     torch.manual_seed(0)
     H = setup.hidden_size
     embedding = torch.nn.Embedding(VOCAB_SIZE, EMBEDDING_SIZE)
@@ -217,7 +217,7 @@ def chars_per_sec(setup: Setup, times: list[float]) -> float:
 @click.option("--min-seconds", default=5.0, show_default=True,
               help="Time at least this long per configuration.")
 @click.option("--only", default="abc", show_default=True, help="Which configurations to run.")
-@click.option("--threads", type=click.IntRange(min=1), default=TrainSettings().threads,
+@click.option("--threads", type=click.IntRange(min=1), default=available_cores(),
               show_default="the cores available",
               help="Worker threads of the charrnn step.")
 def main(with_torch, min_steps, min_seconds, only, threads):

@@ -54,23 +54,22 @@ class Adam:
         gradients count as multiplied by ``grad_scale`` (see ``clip_scale``)."""
         step_size = self.next_step_size(lr)
         for name, param in params.items():
-            self.update_part_(name, param, grads[name], step_size, grad_scale)
+            self.update_arrays_(param, grads[name], self.first_moment[name],
+                                self.second_moment[name], self._scratch[name], step_size,
+                                grad_scale)
 
     def next_step_size(self, lr: float | None = None) -> float:
         """Count one more update and return its step size, with both bias corrections
-        folded in; ``update_part_`` then updates the parameters with it."""
+        folded in; ``update_arrays_`` then updates the parameters with it."""
         self.step += 1
         lr = self.lr if lr is None else lr
         return lr * math.sqrt(1 - self.beta2 ** self.step) / (1 - self.beta1 ** self.step)
 
-    def update_part_(self, name: str, param: np.ndarray, grad: np.ndarray, step_size: float,
-                     grad_scale: float = 1.0, part: slice = slice(None)) -> None:
-        """Update the elements ``part`` of one parameter (of its flattened values) in place.
-
-        Disjoint parts of the parameters can be updated from several threads at once.
-        """
-        param, grad, m, v, scratch = (flat(array)[part] for array in (
-            param, grad, self.first_moment[name], self.second_moment[name], self._scratch[name]))
+    def update_arrays_(self, param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
+                       scratch: np.ndarray, step_size: float, grad_scale: float = 1.0) -> None:
+        """Update ``param`` and its moments ``m`` and ``v`` in place from its gradient; all
+        of one shape, the whole of a parameter or any part of it. ``scratch`` is a work
+        array of that shape."""
         # m = beta1 m + (1 - beta1) grad
         m *= self.beta1
         np.multiply(grad, (1 - self.beta1) * grad_scale, out=scratch)
@@ -86,10 +85,3 @@ class Adam:
         np.divide(m, scratch, out=scratch)
         scratch *= step_size
         param -= scratch
-
-
-def flat(array: np.ndarray) -> np.ndarray:
-    """A contiguous array's values as one row, a view that writes through."""
-    if not array.flags.c_contiguous:
-        raise ValueError("a parameter, gradient or moment is not contiguous")
-    return array.reshape(-1)

@@ -59,7 +59,7 @@ class TrainSettings:
 
     def __post_init__(self):
         if self.threads is None:
-            object.__setattr__(self, "threads", len(os.sched_getaffinity(0)))
+            object.__setattr__(self, "threads", available_cores())
         if type(self.threads) is not int or self.threads < 1:
             raise CharrnnError(f"threads must be a whole number of at least 1, not "
                                f"{self.threads!r}")
@@ -85,6 +85,13 @@ class TrainSettings:
             raise CharrnnError(f"a window-length schedule is START:END, whole numbers of steps "
                                f"with 1 <= START <= END, not {schedule!r}")
         return start, end
+
+
+def available_cores() -> int:
+    """The cores this process may run on (all of the machine's where that is not known)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def resumed_settings(saved: TrainSettings, overrides: dict) -> TrainSettings:

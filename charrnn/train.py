@@ -109,7 +109,8 @@ class Trainer:
         self.windows = Windows(corpus.train_tokens, batch_size, longest)
         self.optimizer = Adam(model.params, settings.lr)
         if state.adam_moments is not None:
-            self.optimizer.first_moment, self.optimizer.second_moment = state.adam_moments
+            self.optimizer.first_moment, self.optimizer.second_moment = (
+                dict(moments) for moments in state.adam_moments)
             self.optimizer.step = state.adam_step
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state.rng_state
@@ -123,9 +124,9 @@ class Trainer:
         self.history = list(state.history)
         self.plateau = state.plateau
         self.elapsed_before = state.elapsed  # seconds in earlier runs
-        self.workers = Workers(model, min(settings.threads, batch_size))
-        self.loss_and_gradients = self.workers.loss_and_gradients
         self.counters = RunCounters(settings.lr)
+        self.workers = Workers(model, self.optimizer, min(settings.threads, batch_size))
+        self.loss_and_gradients = self.workers.loss_and_gradients
 
     # -- where training stands -------------------------------------------------
 
@@ -203,7 +204,7 @@ class Trainer:
             raise self._diverged(f"loss {loss}, gradient norm {grad_norm}")
         counters = self.counters
         counters.last_lr = self.learning_rate()
-        self.workers.update_(self.optimizer, grads, counters.last_lr,
+        self.workers.update_(grads, counters.last_lr,
                              clip_scale(grad_norm, self.settings.clip))
         self.position = replace(self.position, step=self.position.step + 1,
                                 offset=self.position.offset + length)

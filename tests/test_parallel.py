@@ -17,8 +17,8 @@ def workers_of():
     """Makes Workers and closes them after the test."""
     made = []
 
-    def make(model, num_workers):
-        made.append(Workers(model, num_workers))
+    def make(model, num_workers, optimizer=None):
+        made.append(Workers(model, optimizer or Adam(model.params, 1e-2), num_workers))
         return made[-1]
 
     yield make
@@ -89,9 +89,9 @@ def test_the_update_split_between_workers_is_the_whole_update(rng, workers_of):
     grads = {name: rng.normal(size=p.shape).astype(p.dtype) for name, p in model.params.items()}
     alone_params = {name: p.copy() for name, p in model.params.items()}
     together, alone = Adam(model.params, 1e-2), Adam(alone_params, 1e-2)
-    workers = workers_of(model, 3)
+    workers = workers_of(model, 3, together)
     for lr, grad_scale in [(1e-2, 1.0), (5e-3, 0.25)]:
-        workers.update_(together, grads, lr, grad_scale)
+        workers.update_(grads, lr, grad_scale)
         alone.update_(alone_params, grads, lr, grad_scale)
     assert together.step == alone.step == 2
     for name, param in model.params.items():
@@ -113,14 +113,13 @@ def train_steps(rng_seed: int, num_workers: int, dropout: float, steps: int = 4)
     """A few steps of training with dropout from a fresh model; the final weights."""
     rng = np.random.default_rng(rng_seed)
     model = small_model(rng)
-    optimizer = Adam(model.params, 1e-2)
-    workers = Workers(model, num_workers)
+    workers = Workers(model, Adam(model.params, 1e-2), num_workers)
     state = model.zero_state(7)
     try:
         for _ in range(steps):
             inputs, targets = batch_with_resets(rng)
             _, grads, state = workers.loss_and_gradients(inputs, targets, state, dropout, rng)
-            workers.update_(optimizer, grads, 1e-2, min(1.0, 0.5 / workers.global_norm(grads)))
+            workers.update_(grads, 1e-2, min(1.0, 0.5 / workers.global_norm(grads)))
     finally:
         workers.close()
     return model.params
@@ -154,4 +153,4 @@ def test_workers_handle_floating_point_errors_as_the_caller_asks(rng, workers_of
     grads["embedding"][-1, -1] = np.inf  # in the last worker's part: inf / inf there
     workers = workers_of(model, 2)
     with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
-        workers.update_(Adam(model.params, 1e-2), grads, 1e-2)
+        workers.update_(grads, 1e-2)
