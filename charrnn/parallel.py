@@ -182,10 +182,10 @@ class Workers:
             raise WorkerStopped("the training workers were closed")
         errors = np.geterr()
         try:
-            for connection, worker_args in zip(self._connections, args[1:]):
-                connection.send((method, worker_args, errors))
+            for worker in range(1, self.num_workers):
+                self._talk(worker, "send", (method, args[worker], errors))
             replies = [self._run_here(method, args[0])]
-            replies += [self._reply(worker) for worker in range(1, self.num_workers)]
+            replies += [self._talk(worker, "recv") for worker in range(1, self.num_workers)]
         except BaseException:  # the processes are out of step with this one: stop them
             self.close()
             raise
@@ -201,9 +201,10 @@ class Workers:
         except Exception as error:
             return False, error
 
-    def _reply(self, worker: int) -> tuple:
+    def _talk(self, worker: int, verb: str, *message):
+        """Send to, or receive from, a worker process."""
         try:
-            return self._connections[worker - 1].recv()
+            return getattr(self._connections[worker - 1], verb)(*message)
         except (EOFError, OSError):
             raise WorkerStopped(f"training worker process {worker} ended unexpectedly") from None
 

@@ -3,12 +3,14 @@ every time for a given number of workers."""
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 
 from charrnn.model import Model, ModelConfig, init_params
 from charrnn.optim import Adam
-from charrnn.parallel import Workers, split
+from charrnn.parallel import Workers, WorkerStopped, split
 from charrnn.vocab import START_ID
 
 
@@ -154,3 +156,27 @@ def test_workers_handle_floating_point_errors_as_the_caller_asks(rng, workers_of
     workers = workers_of(model, 2)
     with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
         workers.update_(grads, 1e-2)
+
+
+def test_a_worker_process_that_ends_is_a_clear_error(rng, workers_of):
+    model = small_model(rng)
+    inputs, targets = batch_with_resets(rng)
+    workers = workers_of(model, 2)
+    [process] = [child for child in multiprocessing.active_children()
+                 if child.name == "charrnn-worker-1"]
+    process.kill()
+    process.join()
+    with pytest.raises(WorkerStopped, match="worker process 1 ended unexpectedly"):
+        workers.loss_and_gradients(inputs, targets, model.zero_state(7))
+    with pytest.raises(WorkerStopped, match="closed"):
+        workers.loss_and_gradients(inputs, targets, model.zero_state(7))
+
+
+def test_closing_ends_the_worker_processes(rng):
+    model = small_model(rng)
+    workers = Workers(model, Adam(model.params, 1e-2), 3)
+    processes = [child for child in multiprocessing.active_children()
+                 if child.name.startswith("charrnn-worker-")]
+    assert len(processes) == 2
+    workers.close()
+    assert not any(process.is_alive() for process in processes)

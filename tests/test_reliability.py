@@ -68,10 +68,13 @@ TRAIN_FOREVER = ["--hidden-size", "8", "--embedding-size", "4", "--seq-length", 
                  "--batch-size", "4", "--max-steps", "10000000", "--eval-every", "50"]
 
 
-def start_training(text_file, out, *extra):
+def start_training(text_file, out, *extra, own_group=False):
+    """``charrnn train`` in a new process (with ``own_group``, leading a process group of
+    its own, as a job in a terminal does)."""
     command = [sys.executable, "-m", "charrnn", "train", str(text_file), "--out", str(out),
                *TRAIN_FOREVER, *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=own_group)
 
 
 def modified(path) -> int | None:
@@ -98,6 +101,20 @@ def test_a_signal_stops_training_after_saving(tmp_path, tiny_text_file, signal_n
     assert "Traceback" not in stderr and stdout == ""
     step = load_checkpoint(out).training["position"]["step"]
     assert f"stopped at step {step}; saved {out}" in stderr
+
+
+def test_ctrl_c_to_the_whole_job_still_finishes_the_step_with_worker_processes(
+        tmp_path, tiny_text_file):
+    """Ctrl-C in a terminal signals every process of the job, the worker processes too:
+    they go on, and the step finishes and is saved."""
+    out = tmp_path / "m.npz"
+    process = start_training(tiny_text_file, out, "--threads", "2", own_group=True)
+    wait_for(out, process)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    step = load_checkpoint(out).training["position"]["step"]
+    assert f"stopped at step {step}; saved {out}" in stderr and "Traceback" not in stderr
 
 
 @pytest.mark.slow
