@@ -142,7 +142,8 @@ def encode_text(read_pieces: Callable[[], Iterable[str]], delimiter: str | None)
 
     The first pass counts the characters and the records, the second encodes
     them into a token array made to size, so the whole text is never held
-    at once. ``delimiter`` None is the stream layout, else the records layout.
+    at once. ``delimiter`` None is the default layout (one sequence), else
+    the records layout.
     """
     tally = TextTally()
     num_records, num_tokens = _layout_size(tally.passing(read_pieces()), delimiter)

@@ -39,7 +39,7 @@ def train_tiny(text: str, out: Path, *, max_steps: int = 40, eval_every: int = 2
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A checkpoint trained briefly on TINY_TEXT (stream mode), with training state."""
+    """A checkpoint trained briefly on TINY_TEXT (one sequence), with training state."""
     return train_tiny(TINY_TEXT, tmp_path_factory.mktemp("tiny") / "tiny.npz")
 
 

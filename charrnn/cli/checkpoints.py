@@ -48,7 +48,7 @@ def info(checkpoint, as_json):
         settings = training["settings"]
         window = training["window"]
         schedule = settings["seq_length_schedule"]
-        table.add_row("layout", f"{'records' if settings['records'] else 'stream'}, "
+        table.add_row("layout", f"{'records' if settings['records'] else 'one sequence'}, "
                       f"{window['batch_size']} streams x {window['seq_length']} steps"
                       + (f" (growing {schedule})" if schedule else ""))
         if not training["resumable"]:
