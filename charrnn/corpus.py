@@ -27,7 +27,8 @@ import numpy as np
 from . import cache
 from .errors import CharrnnError
 from .text import CHUNK_SIZE, chunk_reader, decoded_pieces, source_name
-from .vocab import END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points
+from .vocab import (END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points,
+                    shown_characters)
 
 BLOCK_SIZE = 2 << 20  # tokens scanned at a time in a token array (each takes 8 bytes as an index)
 
@@ -168,11 +169,12 @@ def token_counts(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
     return counts
 
 
-def recode(encoded: EncodedText, vocab: Vocabulary) -> EncodedText:
-    """The same token sequence in the ids of ``vocab`` (resuming from a checkpoint).
+def recode(encoded: EncodedText, vocab: Vocabulary, extend: bool = False) -> EncodedText:
+    """The same token sequence in the ids of ``vocab`` (resuming from a checkpoint), or with
+    ``extend`` of ``vocab`` and the characters the text uses outside it (fine-tuning).
 
-    Refuses a text that uses characters outside ``vocab``; a delimiter that
-    only separates records does not count.
+    Without ``extend``, refuses a text that uses characters outside
+    ``vocab``; a delimiter that only separates records does not count.
     """
     if vocab == encoded.vocab:
         return encoded
@@ -180,10 +182,12 @@ def recode(encoded: EncodedText, vocab: Vocabulary) -> EncodedText:
     char_ids = vocab.lookup(code_points("".join(old_chars)))  # (V_old - 2,) new id of each char
     char_used = token_counts(encoded.tokens, encoded.vocab.size)[NUM_SPECIAL:] > 0  # (V_old - 2,)
     unknown = [old_chars[i] for i in np.flatnonzero(char_used & (char_ids == UNKNOWN_ID))]
-    if unknown:
-        shown = "".join(unknown[:20]) + ("..." if len(unknown) > 20 else "")
+    if unknown and extend:
+        vocab = Vocabulary(tuple(sorted(vocab.chars + tuple(unknown))))  # code-point order
+        char_ids = vocab.lookup(code_points("".join(old_chars)))
+    elif unknown:
         raise CharrnnError(f"the text has {len(unknown)} characters the checkpoint's "
-                           f"vocabulary lacks: {shown!r}")
+                           f"vocabulary lacks: {shown_characters(unknown)}")
     new_ids = np.concatenate([np.array([START_ID, END_ID], vocab.dtype), char_ids])  # (V_old,)
     tokens = np.empty(len(encoded.tokens), vocab.dtype)  # (N,)
     for start in range(0, len(tokens), BLOCK_SIZE):
@@ -237,26 +241,29 @@ def split_corpus(encoded: EncodedText, *, records: bool, val_fraction: float) ->
 
 
 def build_corpus(text: str, *, records: bool, delimiter: str, val_fraction: float,
-                 vocab: Vocabulary | None = None) -> Corpus:
+                 vocab: Vocabulary | None = None, extend_vocab: bool = False) -> Corpus:
     """Lay out a text held in memory for training (see ``load_corpus`` for files).
 
-    With ``vocab`` given (resuming), the text must not use characters outside it.
+    With ``vocab`` given, the text is in its ids: it must not use characters
+    outside it (resuming), or with ``extend_vocab`` those are added to it
+    (fine-tuning).
     """
     encoded = encode_text(lambda: [text], delimiter if records else None)
     if vocab is not None:
-        encoded = recode(encoded, vocab)
+        encoded = recode(encoded, vocab, extend_vocab)
     return split_corpus(encoded, records=records, val_fraction=val_fraction)
 
 
 def load_corpus(source: str, *, records: bool, delimiter: str, val_fraction: float,
-                vocab: Vocabulary | None = None, encoding: str = "utf-8", errors: str = "strict",
-                cache_dir: Path | None = None, chunk_size: int = CHUNK_SIZE) -> Corpus:
+                vocab: Vocabulary | None = None, extend_vocab: bool = False,
+                encoding: str = "utf-8", errors: str = "strict", cache_dir: Path | None = None,
+                chunk_size: int = CHUNK_SIZE) -> Corpus:
     """Read, decode and lay out a file (or standard input for ``-``) for training.
 
     The file is read ``chunk_size`` bytes at a time, twice, and never held
     whole as text. With ``cache_dir``, the laid-out tokens of a file are
     kept there and memory-mapped by later loads of the unchanged file.
-    With ``vocab`` given (resuming), the text must not use characters outside it.
+    With ``vocab`` given, the text is in its ids, as for ``build_corpus``.
     """
     layout_delimiter = delimiter if records else None
     entry = None
@@ -272,7 +279,7 @@ def load_corpus(source: str, *, records: bool, delimiter: str, val_fraction: flo
         if entry is not None:
             cache.store(entry, encoded.tokens, _cache_info(encoded))
     if vocab is not None:
-        encoded = recode(encoded, vocab)
+        encoded = recode(encoded, vocab, extend_vocab)
     return split_corpus(encoded, records=records, val_fraction=val_fraction)
 
 

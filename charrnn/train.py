@@ -26,6 +26,7 @@ from .checkpoint import Checkpoint, save_checkpoint
 from .corpus import Corpus
 from .errors import CharrnnError
 from .evaluate import score_tokens
+from .fine_tune import extended_params
 from .model import Model, ModelConfig, init_params
 from .optim import Adam, clip_scale
 from .parallel import Workers
@@ -288,11 +289,21 @@ class Trainer:
             self.counters.saved_step = self.position.step
 
 
-def new_trainer(corpus: Corpus, config: ModelConfig, settings: TrainSettings, out: Path) -> Trainer:
-    """A trainer for a fresh model, initialised from ``settings.seed``."""
+def new_trainer(corpus: Corpus, config: ModelConfig, settings: TrainSettings, out: Path,
+                init_from: Checkpoint | None = None) -> Trainer:
+    """A trainer for a new run of a fresh model, initialised from ``settings.seed``.
+
+    With ``init_from`` (fine-tuning), the model starts from that checkpoint's
+    weights instead, in ``corpus``'s vocabulary, which extends the
+    checkpoint's (see ``fine_tune.py``); ``config`` is then the checkpoint's
+    architecture with that vocabulary (``fine_tune.fine_tuned_config``).
+    """
     rng = np.random.default_rng(settings.seed)
-    model = Model(config, init_params(config, rng))
-    return Trainer(model, corpus, out, TrainingState(settings, rng.bit_generator.state))
+    params = init_params(config, rng)
+    if init_from is not None:
+        params = extended_params(init_from.model.params, init_from.vocab, corpus.vocab, params)
+    return Trainer(Model(config, params), corpus, out,
+                   TrainingState(settings, rng.bit_generator.state))
 
 
 def resume_trainer(checkpoint: Checkpoint, read_corpus: Callable[[TrainSettings], Corpus],

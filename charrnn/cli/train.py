@@ -14,11 +14,14 @@ from ..cells import CELLS
 from ..checkpoint import check_writable, load_checkpoint
 from ..corpus import load_corpus
 from ..errors import CharrnnError
+from ..fine_tune import fine_tuned_config, new_characters
 from ..model import ModelConfig
 from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, SettingNeeded, TrainSettings
 from ..text import default_corpus
+from ..vocab import shown_characters
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
 from ..training_samples import TrainingSampler
+from ..training_state import saved_settings
 from .output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
 
 DEFAULT_SAMPLE_LENGTH = 200
@@ -94,6 +97,9 @@ def explicit_options(ctx: click.Context, names) -> dict:
                    "--resume checkpoint]", show_default=False)
 @click.option("--resume", type=click.Path(dir_okay=False),
               help="Continue training from this checkpoint (its architecture and data layout).")
+@click.option("--init-from", type=click.Path(dir_okay=False),
+              help="Fine-tune: start a new run from this checkpoint's weights (its "
+                   "architecture; new characters get new rows).")
 @click.option("--records", is_flag=True,
               help="One record per line (or per --delimiter): each is learned as a whole "
                    "sequence from <START> to <END>.")
@@ -165,7 +171,8 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--keep-best", is_flag=True,
               help="Also keep the model with the best validation loss in <out>.best.npz.")
 @click.pass_context
-def train(ctx, file, out, resume, encoding, errors, sample_every, sample_length, **options):
+def train(ctx, file, out, resume, init_from, encoding, errors, sample_every, sample_length,
+          **options):
     """Train a model on a text file (or - for standard input).
 
     With no FILE, trains on the Shakespeare corpus that ships with charrnn.
@@ -173,6 +180,8 @@ def train(ctx, file, out, resume, encoding, errors, sample_every, sample_length,
     after the current step and saves.
     """
     source = file if file is not None else default_corpus()
+    if resume and init_from:
+        raise click.UsageError("give --resume or --init-from, not both")
     if sample_every is None and "sample_length" in explicit_options(ctx, ["sample_length"]):
         raise needs("--sample-length", "--sample-every")
     if options["records"] and not options["delimiter"]:
@@ -189,7 +198,8 @@ def train(ctx, file, out, resume, encoding, errors, sample_every, sample_length,
         if resume:
             trainer = resumed_trainer(ctx, resume, source, given, out_path, read)
         else:
-            trainer = fresh_trainer(source, options, out_path, read)
+            start = None if init_from is None else kept_architecture(ctx, init_from, "fine-tuned")
+            trainer = new_run(source, options, out_path, read, start)
     except SettingNeeded as error:
         raise needs(flag(error.name), flag(error.needed)) from None
     describe_start(trainer, "the shipped corpus" if file is None else
@@ -201,13 +211,19 @@ def train(ctx, file, out, resume, encoding, errors, sample_every, sample_length,
     run_until_stopped(trainer, sample_every, sampler)
 
 
-def resumed_trainer(ctx, resume: str, source: str, given: dict, out_path: Path, read: dict):
-    checkpoint = load_checkpoint(resume)
+def kept_architecture(ctx, path: str, run: str):
+    """The checkpoint at ``path``, whose architecture the options given must not change."""
+    checkpoint = load_checkpoint(path)
     try:
         check_architecture(checkpoint.model.config, explicit_options(ctx, ARCHITECTURE_OPTIONS))
     except ArchitectureChanged as error:
         raise CharrnnError(f"{flag(error.name)} {error.requested} differs from the checkpoint's "
-                           f"{error.saved}; a resumed model keeps its architecture") from None
+                           f"{error.saved}; a {run} model keeps its architecture") from None
+    return checkpoint
+
+
+def resumed_trainer(ctx, resume: str, source: str, given: dict, out_path: Path, read: dict):
+    checkpoint = kept_architecture(ctx, resume, "resumed")
 
     def read_corpus(settings):
         return load_corpus(source, records=settings.records, delimiter=settings.delimiter,
@@ -217,13 +233,32 @@ def resumed_trainer(ctx, resume: str, source: str, given: dict, out_path: Path, 
                           notify=lambda message: click.echo(f"note: {message}", err=True))
 
 
-def fresh_trainer(source: str, options: dict, out_path: Path, read: dict):
+def new_run(source: str, options: dict, out_path: Path, read: dict, init_from=None):
+    """A trainer for a fresh model, or with ``init_from`` for one fine-tuned from that
+    checkpoint (in its vocabulary, extended by the text's new characters)."""
     settings = TrainSettings(**{name: options[name] for name in TRAINING_OPTIONS})
     corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
-                         val_fraction=settings.val_fraction, **read)
-    config = ModelConfig(corpus.vocab.size,
-                         **{name: options[name] for name in ARCHITECTURE_OPTIONS})
-    return new_trainer(corpus, config, settings, out_path)
+                         val_fraction=settings.val_fraction, extend_vocab=True,
+                         vocab=None if init_from is None else init_from.vocab, **read)
+    if init_from is None:
+        config = ModelConfig(corpus.vocab.size,
+                             **{name: options[name] for name in ARCHITECTURE_OPTIONS})
+    else:
+        config = fine_tuned_config(init_from, corpus.vocab)
+        describe_fine_tuning(init_from, corpus.vocab, settings)
+    return new_trainer(corpus, config, settings, out_path, init_from)
+
+
+def describe_fine_tuning(checkpoint, vocab, settings: TrainSettings) -> None:
+    """Notes on stderr: the characters added, and a layout that differs from the checkpoint's."""
+    added = new_characters(checkpoint.vocab, vocab)
+    if added:
+        click.echo(f"note: the text has {len(added)} characters the checkpoint's vocabulary "
+                   f"lacks, given new rows: {shown_characters(added)}", err=True)
+    if checkpoint.training is not None and saved_settings(checkpoint).records != settings.records:
+        before, now = ("without", "with") if settings.records else ("with", "without")
+        click.echo(f"note: the checkpoint was trained {before} --records, this run is {now} it",
+                   err=True)
 
 
 def describe_start(trainer, text_name: str) -> None:
