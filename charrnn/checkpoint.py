@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -207,7 +208,7 @@ def _parse_metadata(path: str, archive: Archive) -> dict:
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise CharrnnError(
-            f"{path}: checkpoint format version {version} is not supported by charrnn "
+            f"{path}: checkpoint format version {reprlib.repr(version)} is not supported by charrnn "
             f"{__version__} (it reads version {FORMAT_VERSION}); upgrade charrnn")
     return metadata
 
@@ -247,6 +248,9 @@ def _training_limit(config: ModelConfig, training: dict | None) -> int:
 def _check_headers(path: str, archive: Archive, config: ModelConfig, training: dict | None):
     """Every array's header against what the metadata says the model needs, before any
     array is read."""
+    if 3 * config.num_layers + 3 > len(archive.names):  # embedding, 3 per layer, output's 2
+        raise CharrnnError(f"{path}: damaged checkpoint (a model of {config.num_layers} layers "
+                           f"in {len(archive.names)} arrays)")
     expected = {PARAM_PREFIX + name: shape for name, shape in config.param_shapes().items()}
     for name in expected.keys() - set(archive.names):
         raise CharrnnError(f"{path}: damaged checkpoint (no array {name.removeprefix(PARAM_PREFIX)!r})")

@@ -6,8 +6,11 @@ the command line reads its defaults from these classes.
 
 from __future__ import annotations
 
+import math
 import os
+import reprlib
 from dataclasses import dataclass, fields, replace
+from typing import get_args, get_type_hints
 
 from .errors import CharrnnError
 
@@ -17,6 +20,19 @@ LR_SCHEDULES = ("constant", "cosine", "plateau")
 # Settings that decide which windows the training text is cut into.
 LAYOUT_SETTINGS = ("seq_length", "seq_length_schedule", "batch_size", "records", "delimiter",
                    "val_fraction")
+# What each number must be (as the command line's options say): a checkpoint may hold anything.
+VALID_NUMBERS = {
+    "seq_length": (lambda value: value >= 1, "at least 1"),
+    "batch_size": (lambda value: value >= 1, "at least 1"),
+    "eval_every": (lambda value: value >= 1, "at least 1"),
+    "save_every": (lambda value: value >= 1, "at least 1"),
+    "patience": (lambda value: value >= 1, "at least 1"),
+    "keep_last": (lambda value: value >= 1, "at least 1"),
+    "threads": (lambda value: value >= 1, "at least 1"),
+    "lr": (lambda value: value > 0, "above 0"),
+    "dropout": (lambda value: 0 <= value < 1, "in [0, 1)"),
+    "val_fraction": (lambda value: 0 < value < 1, "in (0, 1)"),
+}
 
 
 class SettingNeeded(CharrnnError):
@@ -60,16 +76,30 @@ class TrainSettings:
     def __post_init__(self):
         if self.threads is None:
             object.__setattr__(self, "threads", available_cores())
-        if type(self.threads) is not int or self.threads < 1:
-            raise CharrnnError(f"threads must be a whole number of at least 1, not "
-                               f"{self.threads!r}")
+        self._check_types_and_ranges()
         if all(getattr(self, name) is None for name in STOP_LIMITS):
             object.__setattr__(self, "max_epochs", DEFAULT_MAX_EPOCHS)
         if self.keep_last is not None and self.save_every is None:
             raise SettingNeeded("keep_last", "save_every")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise CharrnnError(f"unknown learning-rate schedule {self.lr_schedule!r}")
+            raise CharrnnError(f"unknown learning-rate schedule {reprlib.repr(self.lr_schedule)}")
         self.window_range()  # refuses a malformed window schedule
+
+    def _check_types_and_ranges(self) -> None:
+        """Each setting of its declared type, numbers finite and in range (at least 0 unless
+        VALID_NUMBERS says otherwise), a delimiter for records."""
+        for name, kind in get_type_hints(TrainSettings).items():
+            value = getattr(self, name)
+            if not _of_type(value, kind):
+                raise CharrnnError(f"the setting {name} is {reprlib.repr(value)}, not of type "
+                                   f"{kind.__name__ if isinstance(kind, type) else kind}")
+            if value is None or isinstance(value, (bool, str)):
+                continue
+            valid, rule = VALID_NUMBERS.get(name, (lambda number: number >= 0, "at least 0"))
+            if not (math.isfinite(value) and valid(value)):
+                raise CharrnnError(f"the setting {name} is {reprlib.repr(value)}, not {rule}")
+        if self.records and not self.delimiter:
+            raise CharrnnError("the setting delimiter is empty")
 
     def window_range(self) -> tuple[int, int]:
         """The (shortest, longest) window lengths: from the schedule "START:END", else both
@@ -83,7 +113,7 @@ class TrainSettings:
             start = end = 0
         if not 1 <= start <= end:
             raise CharrnnError(f"a window-length schedule is START:END, whole numbers of steps "
-                               f"with 1 <= START <= END, not {schedule!r}")
+                               f"with 1 <= START <= END, not {reprlib.repr(schedule)}")
         return start, end
 
 
@@ -92,6 +122,15 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def _of_type(value, kind) -> bool:
+    """Whether a value (from JSON) is of a declared type: only a bool for a bool, and an int
+    will do for a float."""
+    kinds = get_args(kind) or (kind,)
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds) or (float in kinds and isinstance(value, int))
 
 
 def resumed_settings(saved: TrainSettings, overrides: dict) -> TrainSettings:

@@ -28,6 +28,7 @@ An exported checkpoint keeps the metadata but not the arrays.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -105,7 +106,7 @@ def from_checkpoint(checkpoint: Checkpoint) -> TrainingState | None:
         return None
     position = _record(Position, _field(training, "position", dict))
     if any(type(value) is not int or value < 0 for value in asdict(position).values()):
-        raise _damaged(f"position {training['position']}")
+        raise _damaged(f"position {reprlib.repr(training['position'])}")
     window = _field(training, "window", dict)
     window = (_field(window, "batch_size", int), _field(window, "seq_length", int))
     corpus = _field(training, "corpus", dict)
@@ -180,7 +181,7 @@ def _field(record: dict, key: str, kind: type, default=NO_DEFAULT):
         raise _damaged(f"no {key!r}")
     kinds = (int, float) if kind is float else kind
     if not isinstance(value, kinds) or (isinstance(value, bool) and kind is not bool):
-        raise _damaged(f"{key!r} is {value!r}")
+        raise _damaged(f"{key!r} is {reprlib.repr(value)}")
     return float(value) if kind is float else value
 
 
@@ -189,14 +190,14 @@ def _record(kind: type, values: dict):
     try:
         return kind(**values)
     except TypeError:
-        raise _damaged(f"{kind.__name__.lower()} {values}") from None
+        raise _damaged(f"{kind.__name__.lower()} {reprlib.repr(values)}") from None
 
 
 def _rng_state(state: dict) -> dict:
     """``state``, checked by giving it to a generator."""
     try:
         np.random.default_rng().bit_generator.state = state
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise _damaged("random generator state") from None
     return state
 

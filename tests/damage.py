@@ -6,16 +6,17 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 
-def read_members(path: Path) -> dict[str, bytes]:
+def read_members(path: Path | BinaryIO) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as archive:
         return {member.filename: archive.read(member) for member in archive.infolist()}
 
 
-def write_members(path: Path, members: dict[str, bytes],
+def write_members(path: Path | BinaryIO, members: dict[str, bytes],
                   compression: int = zipfile.ZIP_STORED) -> None:
     with zipfile.ZipFile(path, "w", compression) as archive:
         for name, data in members.items():

@@ -261,3 +261,18 @@ def test_members_not_stored_as_npy_are_refused(tmp_path, name, compression):
 def test_a_device_or_pipe_is_not_a_checkpoint():
     with pytest.raises(CharrnnError, match="not a regular file"):
         load_checkpoint("/dev/zero")
+
+
+def test_metadata_claiming_more_layers_than_arrays_is_refused_at_once(tmp_path, rng):
+    """Measured before: num_layers 10**30 made the loader list the layers' shapes forever."""
+    path = tmp_path / "m.npz"
+    save_checkpoint(path, small_checkpoint(rng))
+    members = read_members(path)
+    metadata = read_metadata(members)
+    metadata["model"]["num_layers"] = 10**30
+    members["metadata.npy"] = metadata_bytes(metadata)
+    write_members(path, members)
+    started = time.perf_counter()
+    with pytest.raises(CharrnnError, match="model of 10+ layers in 10 arrays"):
+        load_checkpoint(path)
+    assert time.perf_counter() - started < 0.5

@@ -219,3 +219,26 @@ def test_seq_length_schedule_grows_the_windows(tmp_path):
 def test_a_bad_seq_length_schedule_is_refused(tmp_path):
     with pytest.raises(CharrnnError, match="START:END"):
         make_trainer(TINY_TEXT, tmp_path / "x.npz", seq_length_schedule="25-100")
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("batch_size", "64", "batch_size is '64', not of type int"),
+    ("batch_size", True, "batch_size is True, not of type int"),
+    ("batch_size", 0, "batch_size is 0, not at least 1"),
+    ("lr", float("nan"), "lr is nan, not above 0"),
+    ("dropout", 1.0, r"dropout is 1.0, not in \[0, 1\)"),
+    ("warmup_steps", -1, "warmup_steps is -1, not at least 0"),
+    ("max_time", float("inf"), "max_time is inf, not at least 0"),
+    ("records", 1, "records is 1, not of type bool"),
+    ("seq_length_schedule", ["x" * 1000], r"seq_length_schedule is \['xxxxx"),
+])
+def test_settings_of_the_wrong_type_or_range_are_refused(setting, value, message):
+    """As a damaged checkpoint may hold them: each one a short message naming the setting."""
+    with pytest.raises(CharrnnError, match=message) as refused:
+        TrainSettings(**{setting: value})
+    assert len(str(refused.value)) < 100
+
+
+def test_settings_of_the_right_types_are_taken():
+    settings = TrainSettings(lr=1, max_epochs=2, patience=None, keep_best=True, delimiter="")
+    assert (settings.lr, settings.max_epochs, settings.keep_best) == (1, 2, True)

@@ -28,10 +28,15 @@ ERROR_HINTS = {
     InvalidBytes: " (use --encoding to name the file's encoding, or --errors replace)",
     TrainingDiverged: "; try a lower --lr or --clip",
 }
+MAX_ERROR_LENGTH = 1000  # characters: a damaged file may put anything in a message
 
 
 def error_line(message: str) -> None:
-    click.echo(f"charrnn: error: {message}", err=True)
+    """One line, however long or broken the message (it may quote a damaged file)."""
+    line = " ".join(message.splitlines())
+    if len(line) > MAX_ERROR_LENGTH:
+        line = line[:MAX_ERROR_LENGTH] + "..."
+    click.echo(f"charrnn: error: {line}", err=True)
 
 
 class CharrnnGroup(click.Group):
