@@ -90,41 +90,45 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32)
     return params
 
 
-def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, scored: np.ndarray):
-    """Negative log-likelihood of each scored target, and the softmax it came from.
+def softmax_cross_entropy_(logits: np.ndarray, targets: np.ndarray, scored: np.ndarray):
+    """Negative log-likelihood of each scored target, and the softmax it came from, made
+    in place of the logits.
 
-    logits: (N, V); targets: (N,) token ids; scored: (N,) bool.
+    logits: (N, V), overwritten; targets: (N,) token ids; scored: (N,) bool.
     Returns (losses, probs): losses (N,) in float64, zero on unscored rows;
-    probs (N, V), the softmax of the logits, from which the gradient of the
-    summed loss is ``probs - onehot(targets)`` on the scored rows.
+    probs (N, V), the softmax of the logits (the logits' array), from which the
+    gradient of the summed loss is ``probs - onehot(targets)`` on the scored rows.
     """
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(shifted)
+    logits -= logits.max(axis=1, keepdims=True)
+    rows = np.arange(targets.size)
+    target_logits = logits[rows, targets]
+    probs = np.exp(logits, out=logits)
     sum_exp = probs.sum(axis=1, keepdims=True)
     probs /= sum_exp
-    rows = np.arange(targets.size)
-    losses = np.log(sum_exp[:, 0], dtype=np.float64) - shifted[rows, targets]
+    losses = np.log(sum_exp[:, 0], dtype=np.float64) - target_logits
     losses[~scored] = 0.0
     return losses, probs
 
 
-def embedding_gradient(tokens: np.ndarray, dx: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Sum the rows of dx (N, E) by token id (N,) into a (V, E) gradient.
+def embedding_gradient_(tokens: np.ndarray, dx: np.ndarray, out: np.ndarray,
+                        workspace: Workspace) -> np.ndarray:
+    """Sum the rows of dx (N, E) by token id (N,) into ``out`` (V, E).
 
     As one matrix product with the one-hot matrix of the tokens, several times
     faster than ``np.add.at`` here.
     """
-    one_hot = np.zeros((tokens.size, vocab_size), dx.dtype)  # (N, V)
+    one_hot = workspace.array("one_hot", (tokens.size, out.shape[0]), dx.dtype)  # (N, V)
+    one_hot.fill(0)
     one_hot[np.arange(tokens.size), tokens] = 1
-    return one_hot.T @ dx
+    return np.matmul(one_hot.T, dx, out=out)
 
 
 class Model:
     """A character language model: its architecture and its parameters.
 
-    Each layer keeps its big work arrays from one window to the next (see
-    ``lstm.Workspace``), so one Model must not run two windows at once (from
-    several threads).
+    Each layer, and the embedding and output layers, keep their big work arrays
+    from one window to the next (see ``recurrent.Workspace``), so one Model must
+    not run two windows at once (from several threads).
     """
 
     def __init__(self, config: ModelConfig, params: Params):
@@ -132,6 +136,7 @@ class Model:
         self.params = params
         self.cell = CELLS[config.cell]
         self.workspaces = [Workspace() for _ in range(config.num_layers)]
+        self.workspace = Workspace()  # of the embedding and output layers
 
     @property
     def dtype(self) -> np.dtype:
@@ -159,7 +164,10 @@ class Model:
         # A <START> input begins a fresh sequence: that row's state is reset.
         starts = inputs == START_ID
         carry = (~starts)[:, :, None].astype(self.dtype) if starts.any() else None
-        layer_input = self.params["embedding"][inputs]  # (T, B, E)
+        embedding = self.params["embedding"]
+        layer_input = self.workspace.array("embedded", (*inputs.shape, embedding.shape[1]),
+                                           embedding.dtype)  # (T, B, E)
+        np.take(embedding, inputs, axis=0, out=layer_input)
         new_state, caches, masks = [], [], []
         for layer in range(self.config.num_layers):
             Wx, Wh, b = self.layer_weights(layer)
@@ -179,10 +187,12 @@ class Model:
         """Run the window only for the state it leaves. inputs: (T, B) token ids."""
         return self._forward(inputs, state)[1]
 
-    def _logits(self, top: np.ndarray) -> np.ndarray:
-        """(T, B, H) -> (T * B, V)."""
+    def _logits(self, top: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(T, B, H) -> (T * B, V), into ``out`` or a new array."""
         H = self.config.hidden_size
-        return top.reshape(-1, H) @ self.params["output.weight"] + self.params["output.bias"]
+        logits = np.matmul(top.reshape(-1, H), self.params["output.weight"], out=out)
+        logits += self.params["output.bias"]
+        return logits
 
     def target_losses(self, inputs: np.ndarray, targets: np.ndarray, state: State):
         """Forward pass only. inputs, targets: (T, B) token ids.
@@ -208,7 +218,7 @@ class Model:
         """
         top, new_state, caches, _ = self._forward(inputs, state)
         scored = (targets != START_ID).ravel()
-        losses, probs = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
+        losses, probs = softmax_cross_entropy_(self._logits(top), targets.ravel(), scored)
         unit_values = []
         if unit_kind is not None:
             outputs = [cache.x for cache in caches[1:]] + [top]  # a layer's output feeds the next
@@ -218,41 +228,45 @@ class Model:
 
     def loss_and_gradients(self, inputs: np.ndarray, targets: np.ndarray, state: State,
                            dropout: float = 0.0, rng: np.random.Generator | None = None,
-                           num_scored: int | None = None):
+                           num_scored: int | None = None, grads: Params | None = None):
         """Mean loss per scored target over the window, and its gradient for every parameter.
 
         inputs, targets: (T, B) token ids; state: the state entering the window;
         dropout: the probability of dropping each layer output, drawn from ``rng``;
         num_scored: what the summed loss is divided by, when these rows are part of a
         bigger batch (the number of scored targets in the whole batch); by default
-        the number scored here.
-        Returns (mean_loss, grads, new_state); grads has the keys of ``params``.
+        the number scored here; grads: arrays to write the gradients into (the
+        names and shapes of ``params``), by default new ones.
+        Returns (mean_loss, grads, new_state).
         """
         T, B = inputs.shape
+        H, V = self.config.hidden_size, self.config.vocab_size
         top, new_state, caches, masks = self._forward(inputs, state, dropout, rng)
         scored = (targets != START_ID).ravel()
         if num_scored is None:
             num_scored = max(int(scored.sum()), 1)
-        losses, dlogits = softmax_cross_entropy(self._logits(top), targets.ravel(), scored)
+        if grads is None:
+            grads = {name: np.empty_like(param) for name, param in self.params.items()}
+        work = self.workspace
+        logits = self._logits(top, work.array("logits", (T * B, V), self.dtype))
+        losses, dlogits = softmax_cross_entropy_(logits, targets.ravel(), scored)
         dlogits[np.arange(targets.size), targets.ravel()] -= 1
         dlogits *= scored[:, None] / num_scored
 
-        grads = {
-            "output.weight": top.reshape(T * B, -1).T @ dlogits,
-            "output.bias": dlogits.sum(axis=0),
-        }
-        dh = (dlogits @ self.params["output.weight"].T).reshape(T, B, -1)
+        np.matmul(top.reshape(T * B, H).T, dlogits, out=grads["output.weight"])
+        np.sum(dlogits, axis=0, out=grads["output.bias"])
+        dh = work.array("dh", (T, B, H), self.dtype)
+        np.matmul(dlogits, self.params["output.weight"].T, out=dh.reshape(T * B, H))
         for layer in reversed(range(self.config.num_layers)):
             Wx, Wh, _ = self.layer_weights(layer)
             if masks[layer] is not None:
                 dh *= masks[layer]
             dh, dWx, dWh, db, _ = self.cell.backward(dh, caches[layer], Wx, Wh)
             prefix = self.config.layer_prefix(layer)
-            grads[prefix + "input_weight"] = dWx
-            grads[prefix + "hidden_weight"] = dWh
-            grads[prefix + "bias"] = db
-        grads["embedding"] = embedding_gradient(inputs.ravel(), dh.reshape(T * B, -1),
-                                                self.config.vocab_size)
+            np.copyto(grads[prefix + "input_weight"], dWx)
+            np.copyto(grads[prefix + "hidden_weight"], dWh)
+            np.copyto(grads[prefix + "bias"], db)
+        embedding_gradient_(inputs.ravel(), dh.reshape(T * B, -1), grads["embedding"], work)
         return float(losses.sum()) / num_scored, grads, new_state
 
     def step(self, tokens: np.ndarray, state: State):

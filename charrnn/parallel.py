@@ -93,10 +93,8 @@ class Share:
         """This worker's rows: their summed loss over ``num_scored`` and their new state;
         the gradients are left in this worker's shared gradient array."""
         rng = None if seed is None else np.random.default_rng(seed)
-        loss, grads, new_state = self.model.loss_and_gradients(inputs, targets, state, dropout,
-                                                               rng, num_scored)
-        for name, grad in grads.items():
-            np.copyto(self.grads[name], grad)
+        loss, _, new_state = self.model.loss_and_gradients(inputs, targets, state, dropout, rng,
+                                                           num_scored, self.grads)
         return loss, new_state
 
     def add_up(self) -> None:

@@ -53,16 +53,20 @@ def weight_gradients(x, h_prev, dax, dah, Wx, workspace: Workspace):
     x: (T, B, D) inputs; h_prev: (T, B, H) hidden state entering each step;
     dax, dah: (T, B, G*H) gradients of the pre-activations made from the input
     and from the hidden state (the same array for all but a GRU).
-    Returns dx: (T, B, D), dWx: (D, G*H), dWh: (H, G*H), db: (G*H,).
+    Returns dx: (T, B, D), dWx: (D, G*H), dWh: (H, G*H), db: (G*H,), all arrays of
+    the workspace.
     """
     T, B, D = x.shape
     H = h_prev.shape[-1]
     dax = dax.reshape(T * B, -1)
     dah = dah.reshape(T * B, -1)
-    dWx = x.reshape(T * B, D).T @ dax
-    dWh = h_prev.reshape(T * B, H).T @ dah
-    db = np.ones(T * B, dax.dtype) @ dax  # column sums; a few times faster than dax.sum(axis=0)
-    dx = workspace.array("dx", (T, B, D), dax.dtype)
+    columns, dtype = dax.shape[1], dax.dtype
+    dWx = np.matmul(x.reshape(T * B, D).T, dax, out=workspace.array("dWx", (D, columns), dtype))
+    dWh = np.matmul(h_prev.reshape(T * B, H).T, dah,
+                    out=workspace.array("dWh", (H, columns), dtype))
+    # Column sums as a product: a few times faster than dax.sum(axis=0).
+    db = np.matmul(np.ones(T * B, dtype), dax, out=workspace.array("db", (columns,), dtype))
+    dx = workspace.array("dx", (T, B, D), dtype)
     np.matmul(dax, Wx.T, out=dx.reshape(T * B, D))
     return dx, dWx, dWh, db
 
