@@ -97,11 +97,13 @@ class Share:
                                                            num_scored, self.grads)
         return loss, new_state
 
-    def add_up(self) -> None:
-        """Sum every worker's gradients into worker 0's, over this worker's part."""
+    def add_up(self) -> float:
+        """Sum every worker's gradients into worker 0's, over this worker's part; returns
+        the sum of the squares of that part of the total."""
         total = self.all_grads[0][self.part]
         for grads in self.all_grads[1:]:
             total += grads[self.part]
+        return self.sum_squares()
 
     def sum_squares(self) -> float:
         values = self.all_grads[0][self.part]
@@ -154,7 +156,13 @@ class Workers:
         grads = [shared_zeros(params.size, params.dtype) for _ in range(num_workers)]
         shares = [Share(model, optimizer, params, moments, grads, worker)
                   for worker in range(num_workers)]
-        self._share, self.grads = shares[0], shares[0].grads
+        self._share = shares[0]
+        # The summed gradients as returned: read-only, so that their norm, taken with
+        # the sum, stays theirs.
+        self.grads = views(grads[0].view(), {name: p.shape for name, p in model.params.items()})
+        for grad in self.grads.values():
+            grad.flags.writeable = False
+        self._norm: float | None = None  # of self.grads, when they hold the latest sum
         self._blas = ThreadpoolController()
         context = multiprocessing.get_context("fork")
         processes = []
@@ -213,8 +221,8 @@ class Workers:
         The loss is the mean over every scored target of the batch. Each worker
         draws its dropout masks from a generator seeded from ``rng``, anew at
         each call, so the run depends on ``rng``'s state alone.
-        Returns (mean_loss, grads, new_state); grads are views of shared memory,
-        valid until the next call.
+        Returns (mean_loss, grads, new_state); grads are read-only views of shared
+        memory, valid until the next call.
         """
         if self.num_workers == 1:
             return self.model.loss_and_gradients(inputs, targets, state, dropout, rng)
@@ -227,7 +235,7 @@ class Workers:
                                                  for layer in state],
              dropout, seed, num_scored)
             for part, seed in zip(rows, seeds)])
-        self._run("add_up", [()] * self.num_workers)
+        self._norm = math.sqrt(sum(self._run("add_up", [()] * self.num_workers)))
         losses, states = zip(*results)
         new_state = [tuple(np.concatenate(arrays) for arrays in zip(*layers))
                      for layers in zip(*states)]
@@ -238,15 +246,19 @@ class Workers:
         from ``loss_and_gradients``)."""
         if grads is not self.grads:
             for name, grad in grads.items():
-                np.copyto(self.grads[name], grad)
+                np.copyto(self._share.grads[name], grad)
+            self._norm = None
 
     def global_norm(self, grads: Params) -> float:
-        """The L2 norm of all gradients taken together, each worker summing squares over
-        its part."""
+        """The L2 norm of all gradients taken together: that of the latest
+        ``loss_and_gradients``, taken as the workers summed them, or each worker summing
+        squares over its part."""
         if self.num_workers == 1:
             return global_norm(grads)
         self._shared(grads)
-        return math.sqrt(sum(self._run("sum_squares", [()] * self.num_workers)))
+        if self._norm is None:
+            self._norm = math.sqrt(sum(self._run("sum_squares", [()] * self.num_workers)))
+        return self._norm
 
     def update_(self, grads: Params, lr: float, grad_scale: float = 1.0) -> None:
         """One Adam update of the model's parameters by ``grads``, each worker updating

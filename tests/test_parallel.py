@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from charrnn.model import Model, ModelConfig, init_params
-from charrnn.optim import Adam
+from charrnn.optim import Adam, global_norm
 from charrnn.parallel import Workers, WorkerStopped, split
 from charrnn.vocab import START_ID
 
@@ -80,8 +80,9 @@ def test_workers_compute_the_loss_and_gradients_of_one_thread(rng, workers_of, c
     for layer, expected_layer in zip(new_state, expected_state):
         for array, expected in zip(layer, expected_layer):
             np.testing.assert_allclose(array, expected, rtol=0, atol=1e-6)
-    assert workers.global_norm(grads) == pytest.approx(
-        np.sqrt(sum(np.vdot(g, g) for g in expected_grads.values())), rel=1e-5)
+    assert workers.global_norm(grads) == pytest.approx(global_norm(expected_grads), rel=1e-5)
+    with pytest.raises(ValueError, match="read-only"):
+        grads["embedding"] += 1  # which would leave the norm taken with the sum stale
 
 
 def test_the_update_split_between_workers_is_the_whole_update(rng, workers_of):
@@ -92,6 +93,7 @@ def test_the_update_split_between_workers_is_the_whole_update(rng, workers_of):
     alone_params = {name: p.copy() for name, p in model.params.items()}
     together, alone = Adam(model.params, 1e-2), Adam(alone_params, 1e-2)
     workers = workers_of(model, 3, together)
+    assert workers.global_norm(grads) == pytest.approx(global_norm(grads), rel=1e-6)
     for lr, grad_scale in [(1e-2, 1.0), (5e-3, 0.25)]:
         workers.update_(grads, lr, grad_scale)
         alone.update_(alone_params, grads, lr, grad_scale)
