@@ -160,7 +160,8 @@ def _array_header(path: str, archive: Archive, name: str) -> ArrayHeader:
     try:
         return archive.header(name)
     except Unreadable as error:
-        raise CharrnnError(f"{path}: damaged checkpoint ({name!r}: {error})") from None
+        raise CharrnnError(f"{path}: damaged checkpoint "
+                           f"({name.removeprefix(PARAM_PREFIX)!r}: {error})") from None
 
 
 def _read_array(path: str, archive: Archive, name: str) -> np.ndarray:
@@ -208,8 +209,8 @@ def _parse_metadata(path: str, archive: Archive) -> dict:
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise CharrnnError(
-            f"{path}: checkpoint format version {reprlib.repr(version)} is not supported by charrnn "
-            f"{__version__} (it reads version {FORMAT_VERSION}); upgrade charrnn")
+            f"{path}: checkpoint format version {reprlib.repr(version)} is not supported by "
+            f"charrnn {__version__} (it reads version {FORMAT_VERSION}); upgrade charrnn")
     return metadata
 
 
@@ -252,26 +253,27 @@ def _check_headers(path: str, archive: Archive, config: ModelConfig, training: d
         raise CharrnnError(f"{path}: damaged checkpoint (a model of {config.num_layers} layers "
                            f"in {len(archive.names)} arrays)")
     expected = {PARAM_PREFIX + name: shape for name, shape in config.param_shapes().items()}
-    for name in expected.keys() - set(archive.names):
-        raise CharrnnError(f"{path}: damaged checkpoint (no array {name.removeprefix(PARAM_PREFIX)!r})")
+    missing = [name for name in expected if name not in archive.names]
+    if missing:
+        raise CharrnnError(f"{path}: damaged checkpoint "
+                           f"(no array {missing[0].removeprefix(PARAM_PREFIX)!r})")
     param_types, training_size = set(), 0
     for name in archive.names:
         if name == METADATA_KEY:
             continue
         header = _array_header(path, archive, name)
-        if name.startswith(PARAM_PREFIX) and name not in expected:
+        if name in expected:
+            if header.shape != expected[name] or header.dtype.name not in FLOAT_TYPES:
+                raise CharrnnError(
+                    f"{path}: damaged checkpoint ({name.removeprefix(PARAM_PREFIX)!r} has shape "
+                    f"{header.shape} and type {header.dtype}, expected {expected[name]} of "
+                    f"{', '.join(FLOAT_TYPES)})")
+            param_types.add(header.dtype.name)
+        elif name.startswith(PARAM_PREFIX):
             raise CharrnnError(f"{path}: damaged checkpoint (unexpected array {name!r})")
-        if name in expected and (header.shape != expected[name]
-                                 or header.dtype.name not in FLOAT_TYPES):
-            raise CharrnnError(
-                f"{path}: damaged checkpoint ({name.removeprefix(PARAM_PREFIX)!r} has shape "
-                f"{header.shape} and type {header.dtype}, expected {expected[name]} of "
-                f"{', '.join(FLOAT_TYPES)})")
-        if header.dtype.name not in FLOAT_TYPES:
+        elif header.dtype.name not in FLOAT_TYPES:
             raise CharrnnError(f"{path}: damaged checkpoint ({name!r} has type {header.dtype}, "
                                f"not a float type)")
-        if name in expected:
-            param_types.add(header.dtype.name)
         else:
             training_size += header.size
     if len(param_types) > 1:

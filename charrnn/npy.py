@@ -106,7 +106,8 @@ class Archive:
             name = member.filename.removesuffix(".npy")
             if name == member.filename or name in self.members:
                 raise Unreadable(f"unexpected member {member.filename!r}")
-            if member.compress_type != zipfile.ZIP_STORED or member.compress_size != member.file_size:
+            if (member.compress_type != zipfile.ZIP_STORED
+                    or member.compress_size != member.file_size):
                 raise Unreadable(f"compressed member {member.filename!r}")
             self.members[name] = member
         if sum(member.file_size for member in members) > file_size:
