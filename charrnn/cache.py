@@ -42,6 +42,7 @@ from .npy import read_header, regular_file_size
 FORMAT_VERSION = 2
 MAX_INFO_BYTES = 32 << 20  # the JSON line; a vocabulary of all of Unicode takes about 17 MB
 ALIGNMENT = 64  # bytes: where the .npy starts, as np.save aligns its data
+READ_SIZE = 1 << 20  # bytes read at a time to check the tokens' CRC-32
 
 
 def default_cache_dir() -> Path:
@@ -93,12 +94,22 @@ def load(entry: Entry) -> tuple[np.ndarray, dict] | None:
             if (header.shape != (saved["length"],) or header.dtype.str != saved["dtype"]
                     or header.fortran_order):
                 return None
-            tokens = np.memmap(file, header.dtype, "r", offset=file.tell(), shape=header.shape)
-        if zlib.crc32(tokens) != saved["crc32"]:
-            return None
+            offset = file.tell()
+            if _crc32_of_rest(file) != saved["crc32"]:
+                return None
+            tokens = np.memmap(file, header.dtype, "r", offset=offset, shape=header.shape)
         return tokens, saved["info"]
     except Exception:  # whatever the damage: a miss, and the entry is written again
         return None
+
+
+def _crc32_of_rest(file) -> int:
+    """The CRC-32 of the file from its position on, read a block at a time (not through the
+    memory map, whose pages would then all count in this process's memory)."""
+    crc = 0
+    while block := file.read(READ_SIZE):
+        crc = zlib.crc32(block, crc)
+    return crc
 
 
 def store(entry: Entry, tokens: np.ndarray, info: dict) -> bool:
