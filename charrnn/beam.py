@@ -31,8 +31,9 @@ class Beam:
     ended: bool  # whether the model drew <END>
 
 
-def _search(stepper, logits, state, width: int, length: int) -> Beam:
-    """One beam search of the given width from the given start."""
+def _search(stepper, logits, width: int, length: int) -> Beam:
+    """One beam search of the given width from the stepper's state, whose next-token
+    logits (1, V) are ``logits``."""
     live_tokens = [()]  # the unfinished texts
     live_scores = np.zeros(1)
     best_finished: Beam | None = None
@@ -57,8 +58,8 @@ def _search(stepper, logits, state, width: int, length: int) -> Beam:
         if best_finished is not None and live_scores[0] <= best_finished.log_prob:
             return best_finished  # no unfinished text can catch up
         live_tokens = [live_tokens[p] + (int(t),) for p, t in zip(parents, tokens)]
-        state = [tuple(part[parents] for part in layer) for layer in state]
-        logits, state = stepper.step(tokens, state)
+        stepper.select(parents)
+        logits = stepper.step(tokens)
     at_limit = Beam(live_tokens[0], float(live_scores[0]), False)
     if best_finished is None or at_limit.log_prob > best_finished.log_prob:
         return at_limit
@@ -68,6 +69,10 @@ def _search(stepper, logits, state, width: int, length: int) -> Beam:
 def beam_search(model: Model, vocab: Vocabulary, *, width: int, length: int,
                 prime: str = "") -> Beam:
     """The most probable continuation of ``prime`` found by beams of width 1 to ``width``."""
-    stepper, logits, state = primed_start(model, vocab, prime)
-    results = [_search(stepper, logits, state, w, length) for w in range(1, width + 1)]
+    stepper, logits = primed_start(model, vocab, prime)
+    start, logits = stepper.state, logits.copy()
+    results = []
+    for w in range(1, width + 1):
+        stepper.state = start
+        results.append(_search(stepper, logits, w, length))
     return max(results, key=lambda beam: beam.log_prob)

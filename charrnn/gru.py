@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .recurrent import Workspace, gate_values, sigmoid_, weight_gradients
+from .recurrent import (LayerStepper, Workspace, gate_values, matmul_rows_, sigmoid_,
+                        weight_gradients)
 
 GATE_ORDER = ("reset", "update", "candidate")
 NUM_GATES = len(GATE_ORDER)
@@ -136,3 +137,30 @@ def gru_step(x, state, Wx, Wh, b):
     h = np.empty_like(h_prev)
     _gru_cell_(ax, h_prev @ Wh, h_prev, h)
     return (h,)
+
+
+class GRUStepper(LayerStepper):
+    """A GRU layer run one step at a time (see ``recurrent.LayerStepper``). Its input and
+    recurrent products stay apart, since r multiplies only the recurrent part of n."""
+
+    def __init__(self, Wx, Wh, b, embedding=None):
+        self.input_weight, self.hidden_weight, self.bias = Wx, Wh, b
+        self.table = None if embedding is None else embedding @ Wx + b  # (V, 3H)
+        self.reset(1)
+
+    def _allocate(self, batch_size: int) -> None:
+        shape, dtype = (batch_size, self.hidden_weight.shape[0]), self.hidden_weight.dtype
+        self.h, self.h_next = np.empty(shape, dtype), np.empty(shape, dtype)
+        self.ax = np.empty((batch_size, self.hidden_weight.shape[1]), dtype)
+        self.ah = np.empty_like(self.ax)
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        if self.table is None:
+            matmul_rows_(x, self.input_weight, self.ax)
+            self.ax += self.bias
+        else:
+            np.take(self.table, x, axis=0, out=self.ax)
+        matmul_rows_(self.h, self.hidden_weight, self.ah)
+        _gru_cell_(self.ax, self.ah, self.h, self.h_next)
+        self.h, self.h_next = self.h_next, self.h
+        return self.h

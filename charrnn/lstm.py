@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .recurrent import Workspace, gate_values, weight_gradients
+from .recurrent import SumStepper, Workspace, gate_values, weight_gradients
 
 GATE_ORDER = ("input", "forget", "output", "candidate")
 NUM_GATES = len(GATE_ORDER)
@@ -233,3 +233,25 @@ def lstm_cell_(a, c_prev):
     h, c, tanh_c = np.empty_like(c_prev), np.empty_like(c_prev), np.empty_like(c_prev)
     activate_(a, c_prev, c, tanh_c, h)
     return h, c
+
+
+class LSTMStepper(SumStepper):
+    """An LSTM layer run one step at a time (see ``recurrent.LayerStepper``), its sigmoid
+    columns halved once in the weights (see ``halve_sigmoid_columns``)."""
+
+    state_names = ("h", "c")
+
+    def __init__(self, Wx, Wh, b, embedding=None):
+        super().__init__(Wx, Wh, b, embedding)
+        for array in (self.weight, self.bias, self.table):
+            if array is not None:
+                halve_sigmoid_columns(array, out=array)
+
+    def _allocate(self, batch_size: int) -> None:
+        super()._allocate(batch_size)
+        self.c = np.empty((batch_size, self.hidden_size), self.weight.dtype)
+        self.tanh_c = np.empty_like(self.c)
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        activate_(self.preactivations(x), self.c, self.c, self.tanh_c, self.h)
+        return self.h

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .cells import CELLS
-from .lstm import Workspace, lstm_cell_
+from .recurrent import Workspace, matmul_rows_
 from .vocab import START_ID
 
 Params = dict[str, np.ndarray]
@@ -280,55 +280,64 @@ class Model:
         logits = layer_input @ self.params["output.weight"] + self.params["output.bias"]
         return logits, new_state
 
-    def stepper(self):
-        """Something with this model's ``step``, made for many calls: a Stepper for an
-        LSTM, the model itself for the other cells."""
-        return Stepper(self) if self.config.cell == "lstm" else self
+    def stepper(self, batch_size: int = 1) -> Stepper:
+        """A Stepper of this model for ``batch_size`` rows, from a zero state."""
+        return Stepper(self, batch_size)
 
 
 class Stepper:
     """Runs the model one step at a time for generation, faster than ``Model.step``.
 
-    The first layer's input projection is looked up in a table made once for
-    every token, embedding @ Wx0 + b0 (V, 4H), so that layer needs only its
-    recurrent product. Made from the parameters as they are now: make a new
+    It holds the state of B rows and, per layer, the cell's ``LayerStepper``
+    with its weights prepared once and its arrays made once: a step of one row
+    is a few matrix-vector products and a few array operations per layer. Made from the parameters as they are now: make a new
     one after they change. Computes what ``Model.step`` does, up to float
     rounding.
     """
 
-    def __init__(self, model: Model):
-        self.model = model
-        p = model.params
-        input_weight, _, bias = model.layer_weights(0)
-        self.token_projection = p["embedding"] @ input_weight + bias  # (V, 4H)
+    def __init__(self, model: Model, batch_size: int = 1):
+        embedding = model.params["embedding"]
+        self.layers = [model.cell.stepper(*model.layer_weights(layer),
+                                          embedding if layer == 0 else None)
+                       for layer in range(model.config.num_layers)]
+        self.output_weight = model.params["output.weight"]  # (H, V)
+        self.output_bias = model.params["output.bias"]  # (V,)
+        self.reset(batch_size)
 
-    def step(self, tokens: np.ndarray, state: State):
-        """tokens: (B,) -> logits (B, V) and the new state, like ``Model.step``."""
-        p = self.model.params
-        new_state = []
-        for layer, (h_prev, c_prev) in enumerate(state):
-            input_weight, hidden_weight, bias = self.model.layer_weights(layer)
-            if layer == 0:
-                a = self.token_projection[tokens]  # (B, 4H)
-            else:
-                a = rows_times(new_state[-1][0], input_weight)
-                a += bias
-            a += rows_times(h_prev, hidden_weight)
-            new_state.append(lstm_cell_(a, c_prev))
-        logits = rows_times(new_state[-1][0], p["output.weight"])
-        logits += p["output.bias"]
-        return logits, new_state
+    def reset(self, batch_size: int) -> None:
+        """A zero state for ``batch_size`` rows."""
+        for layer in self.layers:
+            layer.reset(batch_size)
+        self.logits = np.empty((batch_size, self.output_bias.size), self.output_bias.dtype)
 
+    @property
+    def state(self) -> State:
+        """A copy of the state, as ``Model.step`` takes it."""
+        return [layer.state for layer in self.layers]
 
-FEW_ROWS = 4
+    @state.setter
+    def state(self, state: State) -> None:
+        for layer, layer_state in zip(self.layers, state):
+            layer.state = layer_state
+        self._fit_logits()
 
+    def select(self, rows: np.ndarray) -> None:
+        """Keep the rows picked by ``rows`` (indices, or a boolean mask (B,)), in that order."""
+        for layer in self.layers:
+            layer.select(rows)
+        self._fit_logits()
 
-def rows_times(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """x (B, K) @ weight (K, N) -> (B, N).
+    def _fit_logits(self) -> None:
+        batch_size = len(self.layers[0].h)
+        if len(self.logits) != batch_size:
+            self.logits = np.empty((batch_size, self.output_bias.size), self.output_bias.dtype)
 
-    OpenBLAS is several times slower on a matrix product of 2 to 4 rows than on
-    that many vector-matrix products, so a few rows go one at a time.
-    """
-    if 1 < len(x) <= FEW_ROWS:
-        return np.stack([row @ weight for row in x])
-    return x @ weight
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed one token to every row: tokens (B,) -> logits (B, V), an array of the
+        stepper's own that its next step overwrites."""
+        x = tokens
+        for layer in self.layers:
+            x = layer.step(x)
+        matmul_rows_(x, self.output_weight, self.logits)
+        self.logits += self.output_bias
+        return self.logits

@@ -70,3 +70,106 @@ def weight_gradients(x, h_prev, dax, dah, Wx, workspace: Workspace):
     np.matmul(dax, Wx.T, out=dx.reshape(T * B, D))
     return dx, dWx, dWh, db
 
+
+
+FEW_ROWS = 4
+
+
+def matmul_rows_(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """x (B, K) @ weight (K, N) into out (B, N).
+
+    OpenBLAS is several times slower on a matrix product of 2 to 4 rows than on
+    that many vector-matrix products, so a few rows go one at a time.
+    """
+    if 1 < len(x) <= FEW_ROWS:
+        for row in range(len(x)):
+            np.matmul(x[row], weight, out=out[row])
+    else:
+        np.matmul(x, weight, out=out)
+    return out
+
+
+class LayerStepper:
+    """One recurrent layer run one step at a time for generation: the base of each cell's.
+
+    A stepper holds the layer's state for B rows and its weights as the cell
+    wants them for stepping, made once (make a new stepper after the weights
+    change). ``step(x)`` takes the input of every row, token ids (B,) for the
+    first layer (its input projection is looked up in a table made once for
+    every token, embedding @ Wx + b (V, G*H)) and the layer below's output
+    (B, D) above it, and returns h (B, H): an array of the stepper's own that
+    its next step overwrites.
+
+    A subclass names its state arrays in ``state_names`` (h first), keeps them
+    as attributes of those names, and makes them and its work arrays, for a
+    batch size, in ``_allocate``.
+    """
+
+    state_names: tuple[str, ...] = ("h",)
+
+    def _allocate(self, batch_size: int) -> None:
+        raise NotImplementedError
+
+    @property
+    def state(self) -> tuple[np.ndarray, ...]:
+        """A copy of the state, each (B, H)."""
+        return tuple(getattr(self, name).copy() for name in self.state_names)
+
+    @state.setter
+    def state(self, values: tuple[np.ndarray, ...]) -> None:
+        """Take this state, each (B', H), for B' rows."""
+        if len(values[0]) != len(getattr(self, self.state_names[0])):
+            self._allocate(len(values[0]))
+        for name, value in zip(self.state_names, values):
+            getattr(self, name)[...] = value
+
+    def reset(self, batch_size: int) -> None:
+        """A zero state for ``batch_size`` rows."""
+        self._allocate(batch_size)
+        for name in self.state_names:
+            getattr(self, name)[...] = 0
+
+    def select(self, rows: np.ndarray) -> None:
+        """Keep the rows picked by ``rows`` (indices, or a boolean mask (B,)), in that order."""
+        self.state = tuple(getattr(self, name)[rows] for name in self.state_names)
+
+
+class SumStepper(LayerStepper):
+    """A stepper for cells whose pre-activations are a = x Wx + h Wh + b (LSTM, RNN).
+
+    Above the first layer, x and h sit side by side in one array [x, h]
+    (B, D + H) and Wx and Wh are stacked into one (D + H, G*H) matrix, so
+    that a step's pre-activations are one matrix product instead of two.
+    ``weight``, ``bias`` and ``table`` are the stepper's own arrays, which a
+    subclass may change in place.
+    """
+
+    def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray,
+                 embedding: np.ndarray | None = None):
+        self.hidden_size = Wh.shape[0]
+        if embedding is None:
+            self.input_size = Wx.shape[0]
+            self.weight = np.concatenate([Wx, Wh])  # (D + H, G*H)
+            self.bias, self.table = b.copy(), None
+        else:
+            self.input_size = 0
+            self.weight = Wh.copy()  # (H, G*H)
+            self.bias, self.table = None, embedding @ Wx + b  # (V, G*H)
+        self.reset(1)
+
+    def _allocate(self, batch_size: int) -> None:
+        dtype = self.weight.dtype
+        self.xh = np.empty((batch_size, self.input_size + self.hidden_size), dtype)
+        self.h = self.xh[:, self.input_size:]
+        self.a = np.empty((batch_size, self.weight.shape[1]), dtype)
+
+    def preactivations(self, x: np.ndarray) -> np.ndarray:
+        """a (B, G*H) for the input x: token ids (B,) for the first layer, else (B, D)."""
+        if self.table is None:
+            self.xh[:, : self.input_size] = x
+            matmul_rows_(self.xh, self.weight, self.a)
+            self.a += self.bias
+        else:
+            matmul_rows_(self.h, self.weight, self.a)
+            self.a += self.table[x]
+        return self.a

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .recurrent import Workspace, weight_gradients
+from .recurrent import SumStepper, Workspace, weight_gradients
 
 GATE_ORDER = ("hidden",)  # one block of H columns: h_t before its tanh
 NUM_GATES = len(GATE_ORDER)
@@ -88,3 +88,11 @@ def rnn_step(x, state, Wx, Wh, b):
     a += h_prev @ Wh
     a += b
     return (np.tanh(a, out=a),)
+
+
+class RNNStepper(SumStepper):
+    """A vanilla RNN layer run one step at a time (see ``recurrent.LayerStepper``)."""
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        np.tanh(self.preactivations(x), out=self.h)
+        return self.h

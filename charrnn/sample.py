@@ -24,6 +24,10 @@ from .vocab import END_ID, START_ID, Vocabulary
 
 UNIFORMS_AHEAD = 256  # random numbers drawn at once per sample
 LARGEST_UNIFORM = 1 - 2.0 ** -52  # u * total < total for every positive total (see Sampler)
+COLDEST = 1e-200  # lower temperatures count as 0: a logit divided by them could overflow
+NO_TOKENS = np.zeros(0, np.int64)
+LOG_PROB_BLOCK = 256  # steps whose log-probabilities are worked out together ...
+LOG_PROB_VALUES = 1 << 20  # ... unless their logits would hold more numbers than this
 
 
 @dataclass(frozen=True)
@@ -101,35 +105,10 @@ def restrict_(shifted: np.ndarray, sampling: Sampling) -> np.ndarray:
     return shifted
 
 
-def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float | np.ndarray = 1.0,
+def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
          sampling: Sampling = Sampling(), seen: np.ndarray | None = None) -> np.ndarray:
-    """One token per row of ``logits`` (N, V).
-
-    temperature: a number, or one per row (N,). At temperature 0 the argmax,
-    else a draw from softmax(logits / temperature) after the repetition penalty
-    (on the tokens ``seen`` (N, V), when given) and restricted as ``sampling``
-    says, made by inverting its cumulative sum at ``uniforms`` (N,), each in
-    [0, 1). <START> is never drawn.
-    """
-    logits = logits.astype(np.float64)
-    logits[:, START_ID] = -np.inf
-    if seen is not None and sampling.repetition_penalty != 1:
-        penalize_(logits, seen, sampling.repetition_penalty)
-    greedy = logits.argmax(axis=1)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        scaled = logits / np.reshape(temperature, (-1, 1))  # all 0 at an infinite temperature
-    scaled[:, START_ID] = -np.inf  # -inf / inf is NaN
-    largest = scaled.max(axis=1, keepdims=True)
-    cold = ~np.isfinite(largest[:, 0])  # temperature 0, or so small that it overflowed
-    if cold.any():
-        scaled[cold] = np.where(np.arange(scaled.shape[1]) == greedy[cold, None], 0.0, -np.inf)
-        largest[cold] = 0.0
-    scaled -= largest
-    cumulative = np.cumsum(np.exp(restrict_(scaled, sampling), out=scaled), axis=1, out=scaled)
-    # u < LARGEST_UNIFORM makes the threshold smaller than the total, so the count below
-    # always lands on a token of positive probability (never one removed at the end).
-    thresholds = np.minimum(uniforms, LARGEST_UNIFORM) * cumulative[:, -1]
-    return (cumulative <= thresholds[:, None]).sum(axis=1)
+    """One token per row of ``logits`` (N, V), all at one temperature: see ``Sampler.choose``."""
+    return Sampler(sampling, np.full(len(logits), temperature)).choose(logits, uniforms, seen)
 
 
 class RecentTokens:
@@ -164,37 +143,89 @@ class RecentTokens:
 
 
 class Sampler:
-    """Draws every row's next token, each row at its own temperature with its own generator.
+    """Draws every row's next token, each row at its own temperature.
 
-    Keeps what a draw needs from one step to the next: each row's random
-    numbers, drawn ahead in blocks (a row's k-th draw still uses its
-    generator's k-th number), and, for a repetition penalty, the tokens each
-    row holds in its window.
+    For ``draw``, it also keeps what drawing needs from one step to the next:
+    each row's random numbers, drawn ahead in blocks from the row's generator
+    in ``rngs`` (a row's k-th draw still uses its generator's k-th number), and,
+    for a repetition penalty, the tokens each row holds in its window, starting
+    with those of ``context`` (the prime).
     """
 
     def __init__(self, sampling: Sampling, temperatures: Sequence[float],
-                 rngs: list[np.random.Generator], context: np.ndarray, vocab_size: int):
+                 rngs: Sequence[np.random.Generator] = (), context: np.ndarray = NO_TOKENS,
+                 vocab_size: int = 0):
         self.sampling = sampling
-        self.temperatures = np.array(temperatures, np.float64)  # (B,)
-        self.rngs = rngs
-        self.uniforms = np.empty((len(rngs), 0))  # (B, block): the numbers not yet used
-        self.recent = (RecentTokens(context, len(rngs), vocab_size, sampling.repetition_window)
-                       if sampling.repetition_penalty != 1 else None)
+        self._set_temperatures(np.asarray(temperatures, np.float64))
+        self.rngs = list(rngs)
+        self.uniforms = np.empty((len(self.rngs), UNIFORMS_AHEAD))  # (B, block)
+        self.used = UNIFORMS_AHEAD  # the numbers of the block used so far
+        self.recent = None
+        if self.rngs and sampling.repetition_penalty != 1:
+            self.recent = RecentTokens(context, len(self.rngs), vocab_size,
+                                       sampling.repetition_window)
+
+    def _set_temperatures(self, temperatures: np.ndarray) -> None:
+        """Each row's temperature (B,), and what ``choose`` needs of them, worked out once."""
+        self.temperatures = temperatures
+        self.cold = temperatures < COLDEST  # (B,) rows that take the likeliest token
+        self.any_cold = bool(self.cold.any())
+        # (B, 1) divisors: 1 for cold rows, whose scaled logits are replaced anyway.
+        self.divisors = np.where(self.cold, 1.0, temperatures)[:, None]
+        self.divide = bool((self.divisors != 1).any())
+        self.any_infinite = bool(np.isinf(temperatures).any())
+
+    def choose(self, logits: np.ndarray, uniforms: np.ndarray,
+               seen: np.ndarray | None = None) -> np.ndarray:
+        """One token (B,) per row of ``logits`` (B, V).
+
+        Rows at temperature 0 (or below ``COLDEST``) take the argmax; the others
+        draw from softmax(logits / temperature), restricted as ``sampling`` says,
+        by inverting its cumulative sum at ``uniforms`` (B,), each in [0, 1).
+        Both come after the repetition penalty on the tokens ``seen`` (B, V),
+        when given. <START> is never drawn.
+        """
+        scaled = logits.astype(np.float64)
+        scaled[:, START_ID] = -np.inf
+        if seen is not None and self.sampling.repetition_penalty != 1:
+            penalize_(scaled, seen, self.sampling.repetition_penalty)
+        if self.any_cold:
+            greedy = scaled[self.cold].argmax(axis=1)
+        if self.any_infinite:  # the rows' logits become 0, but <START>'s -inf / inf is NaN
+            with np.errstate(invalid="ignore"):
+                scaled /= self.divisors
+            scaled[:, START_ID] = -np.inf
+        elif self.divide:
+            scaled /= self.divisors
+        scaled -= np.maximum.reduce(scaled, axis=1, keepdims=True)
+        if self.any_cold:
+            scaled[self.cold] = np.where(np.arange(scaled.shape[1]) == greedy[:, None], 0.0,
+                                         -np.inf)
+        restrict_(scaled, self.sampling)
+        cumulative = np.add.accumulate(np.exp(scaled, out=scaled), axis=1, out=scaled)
+        # The first token whose cumulative sum passes u * total. u <= LARGEST_UNIFORM keeps
+        # the threshold below the total, so that token exists and has positive probability.
+        thresholds = np.minimum(uniforms, LARGEST_UNIFORM)[:, None] * cumulative[:, -1:]
+        return (cumulative > thresholds).argmax(axis=1)
 
     def draw(self, logits: np.ndarray) -> np.ndarray:
-        """The next token (B,) of every row from its logits (B, V)."""
-        if self.uniforms.shape[1] == 0:
+        """The next token (B,) of every row from its logits (B, V), with the rows' own
+        random numbers and recent tokens."""
+        if self.used == UNIFORMS_AHEAD:
             self.uniforms = np.stack([rng.random(UNIFORMS_AHEAD) for rng in self.rngs])
-        uniforms, self.uniforms = self.uniforms[:, 0], self.uniforms[:, 1:]
-        seen = None if self.recent is None else self.recent.seen()
-        tokens = draw(logits, uniforms, self.temperatures, self.sampling, seen)
-        if self.recent is not None:
-            self.recent.add(tokens)
+            self.used = 0
+        uniforms = self.uniforms[:, self.used]
+        self.used += 1
+        if self.recent is None:
+            return self.choose(logits, uniforms)
+        tokens = self.choose(logits, uniforms, self.recent.seen())
+        self.recent.add(tokens)
         return tokens
 
     def keep(self, rows: np.ndarray) -> None:
         """Keep only the rows where ``rows`` (B,) is true."""
-        self.temperatures, self.uniforms = self.temperatures[rows], self.uniforms[rows]
+        self._set_temperatures(self.temperatures[rows])
+        self.uniforms = self.uniforms[rows]
         self.rngs = [rng for rng, kept in zip(self.rngs, rows) if kept]
         if self.recent is not None:
             self.recent.keep(rows)
@@ -203,15 +234,59 @@ class Sampler:
 def primed_start(model: Model, vocab: Vocabulary, prime: str, batch_size: int = 1):
     """Feed <START> and the prime's known characters to ``batch_size`` rows.
 
-    Returns (stepper, logits (B, V), state): the stepper's ``step`` generates
-    from there (see ``Model.stepper``).
+    Returns (stepper, logits (B, V)): the stepper (see ``Model.stepper``)
+    generates from there.
     """
-    stepper = model.stepper()
-    state = model.zero_state(batch_size)
-    logits, state = stepper.step(np.full(batch_size, START_ID), state)
+    stepper = model.stepper(batch_size)
+    logits = stepper.step(np.full(batch_size, START_ID))
     for token in vocab.encode(prime)[0]:
-        logits, state = stepper.step(np.full(batch_size, token), state)
-    return stepper, logits, state
+        logits = stepper.step(np.full(batch_size, token))
+    return stepper, logits
+
+
+class LogProbTotals:
+    """Each row's summed log-probability (natural log, at temperature 1) of the tokens drawn.
+
+    A step only stores its logits and tokens; the log-probabilities of the
+    stored steps are worked out together, every ``block`` steps or when a total
+    is asked for, which costs far less than a softmax at every step.
+    """
+
+    def __init__(self, batch_size: int, vocab_size: int, dtype):
+        self.sums = np.zeros(batch_size)
+        self._allocate(batch_size, vocab_size, dtype)
+
+    def _allocate(self, batch_size: int, vocab_size: int, dtype) -> None:
+        self.block = max(1, min(LOG_PROB_BLOCK, LOG_PROB_VALUES // (batch_size * vocab_size)))
+        self.logits = np.empty((self.block, batch_size, vocab_size), dtype)
+        self.tokens = np.empty((self.block, batch_size), np.int64)
+        self.count = 0  # steps stored
+
+    def add(self, logits: np.ndarray, tokens: np.ndarray) -> None:
+        """One step: the logits (B, V) the rows drew their tokens (B,) from."""
+        self.logits[self.count] = logits
+        self.tokens[self.count] = tokens
+        self.count += 1
+        if self.count == self.block:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.count:
+            steps, batch_size, vocab_size = self.logits[: self.count].shape
+            log_probs = log_softmax(self.logits[:steps].reshape(steps * batch_size, vocab_size))
+            picked = log_probs[np.arange(steps * batch_size), self.tokens[:steps].ravel()]
+            self.sums += picked.reshape(steps, batch_size).sum(axis=0)
+            self.count = 0
+
+    def total(self, row: int) -> float:
+        self._flush()
+        return float(self.sums[row])
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only the rows where ``rows`` (B,) is true."""
+        self._flush()
+        self.sums = self.sums[rows]
+        self._allocate(len(self.sums), self.logits.shape[2], self.logits.dtype)
 
 
 def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1,
@@ -232,37 +307,43 @@ def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1
     sampler = Sampler(sampling, np.repeat(temperatures, num_samples),
                       sample_rngs(seed, num_samples, len(temperatures)),
                       vocab.encode(prime)[0], model.config.vocab_size)
-    stepper, logits, state = primed_start(model, vocab, prime, batch_size)
+    stepper, logits = primed_start(model, vocab, prime, batch_size)
+    log_probs = LogProbTotals(batch_size, model.config.vocab_size, logits.dtype)
+    chars = [vocab.token(token) for token in range(vocab.size)]
     longest_stop = max(map(len, stop), default=0)
     tails = [""] * batch_size  # each sample's last characters, to spot stop strings
-    log_probs = np.zeros(batch_size)
-    active = np.arange(batch_size)  # samples still drawing, in order
+    active = list(range(batch_size))  # the samples still drawing, in order: one per row
     for _ in range(length):
         tokens = sampler.draw(logits)
-        log_probs[active] += log_softmax(logits)[np.arange(len(active)), tokens]
-        finished = np.zeros(len(active), dtype=bool)
-        for row, (index, token) in enumerate(zip(active, tokens)):
+        log_probs.add(logits, tokens)
+        finished = []  # rows
+        for row, token in enumerate(tokens.tolist()):
+            index = active[row]
             if token == END_ID:
-                finished[row] = True
-                yield Piece(int(index), "", True, "end", float(log_probs[index]))
+                finished.append(row)
+                yield Piece(index, "", True, "end", log_probs.total(row))
                 continue
-            char = vocab.token(int(token))
-            tails[index] = (tails[index] + char)[-longest_stop:] if stop else ""
-            if stop and tails[index].endswith(stop):
-                finished[row] = True
-                yield Piece(int(index), char, True, "stop", float(log_probs[index]))
-            else:
-                yield Piece(int(index), char)
-        if finished.all():
-            return
-        if finished.any():
-            keep = ~finished
-            active, tokens = active[keep], tokens[keep]
-            state = [tuple(part[keep] for part in layer) for layer in state]
+            char = chars[token]
+            if stop:
+                tails[index] = (tails[index] + char)[-longest_stop:]
+                if tails[index].endswith(stop):
+                    finished.append(row)
+                    yield Piece(index, char, True, "stop", log_probs.total(row))
+                    continue
+            yield Piece(index, char)
+        if finished:
+            if len(finished) == len(active):
+                return
+            keep = np.ones(len(active), bool)
+            keep[finished] = False
+            active = [index for index, kept in zip(active, keep) if kept]
+            tokens = tokens[keep]
+            stepper.select(keep)
             sampler.keep(keep)
-        logits, state = stepper.step(tokens, state)
-    for index in active:
-        yield Piece(int(index), "", True, "length", float(log_probs[index]))
+            log_probs.keep(keep)
+        logits = stepper.step(tokens)
+    for row, index in enumerate(active):
+        yield Piece(index, "", True, "length", log_probs.total(row))
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from charrnn.vocab import END_ID, Vocabulary
 
 
 def sequence_log_prob(model, vocab, prime, tokens, ended):
-    stepper, logits, state = primed_start(model, vocab, prime)
+    stepper, logits = primed_start(model, vocab, prime)
     total = 0.0
     for token in list(tokens) + ([END_ID] if ended else []):
         total += log_softmax(logits)[0, token]
-        logits, state = stepper.step(np.array([token]), state)
+        logits = stepper.step(np.array([token]))
     return total
 
 

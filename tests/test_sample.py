@@ -105,11 +105,11 @@ def test_log_prob_is_the_models_probability_of_the_sample(tiny_checkpoint):
     pieces = list(generate(loaded.model, loaded.vocab, seed=5, length=30, temperature=1.5))
     tokens, _ = loaded.vocab.encode("".join(p.text for p in pieces))
     ended = pieces[-1].stop_reason == "end"
-    stepper, logits, state = primed_start(loaded.model, loaded.vocab, "")
+    stepper, logits = primed_start(loaded.model, loaded.vocab, "")
     expected = 0.0
     for token in list(tokens) + ([END_ID] if ended else []):
         expected += log_softmax(logits)[0, token]
-        logits, state = stepper.step(np.array([token]), state)
+        logits = stepper.step(np.array([token]))
     assert pieces[-1].log_prob == pytest.approx(expected, rel=1e-9)
 
 
