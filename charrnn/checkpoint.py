@@ -70,12 +70,20 @@ def pretrained_model() -> str:
     return str(Path(__file__).parent / "pretrained" / PRETRAINED_NAME)
 
 
-def for_sampling(checkpoint: Checkpoint) -> Checkpoint:
+def for_sampling(checkpoint: Checkpoint, dtype: str | None = None) -> Checkpoint:
     """The checkpoint without its optimizer moments and carried state: about a third of the
-    size, with the training history kept for ``info``, but no longer resumable."""
+    size, with the training history kept for ``info``, but no longer resumable.
+
+    With ``dtype="float16"`` the weights are also stored at half precision (half the size
+    again; they are widened back to float32 when loaded).
+    """
     training = None if checkpoint.training is None else {**checkpoint.training,
                                                           "resumable": False}
-    return Checkpoint(checkpoint.model, checkpoint.vocab, training)
+    model = checkpoint.model
+    if dtype is not None:
+        params = {name: value.astype(dtype) for name, value in model.params.items()}
+        model = Model(model.config, params)
+    return Checkpoint(model, checkpoint.vocab, training)
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:

@@ -281,7 +281,7 @@ def readme_options(command: str) -> set[str]:
 @pytest.mark.parametrize("command", ["train", "sample", "eval", "info", "export", "show"])
 def test_help_lists_every_option_the_readme_documents(command):
     documented = readme_options(command)
-    assert documented or command == "export"  # export has no options
+    assert documented
     help_text = run(command, "--help").output
     offered = set(re.findall(r"^\s+(?:-\w, )?(--[a-z-]+)", help_text, re.MULTILINE))
     assert documented <= offered, documented - offered
@@ -391,6 +391,19 @@ def test_export_slims_a_checkpoint_for_sampling(tmp_path, tiny_checkpoint, tiny_
     assert "40 steps" in run("info", slim).stdout
     refused = run("train", tiny_text_file, "--resume", slim, "--out", tmp_path / "x.npz")
     assert refused.exit_code == 1 and "exported for sampling" in refused.stderr
+
+
+def test_export_float16_halves_the_weights_and_loads_as_float32(tmp_path, tiny_checkpoint):
+    slim, half = tmp_path / "slim.npz", tmp_path / "half.npz"
+    run("export", tiny_checkpoint, slim)
+    assert run("export", tiny_checkpoint, half, "--float16").exit_code == 0
+    original, widened = load_checkpoint(tiny_checkpoint), load_checkpoint(half)
+    two_bytes_per_weight = 2 * original.model.config.num_params()
+    assert slim.stat().st_size - half.stat().st_size == two_bytes_per_weight
+    for name, value in original.model.params.items():
+        assert widened.model.params[name].dtype == np.float32
+        np.testing.assert_array_equal(widened.model.params[name],
+                                      value.astype(np.float16).astype(np.float32))
 
 
 def test_sample_with_no_checkpoint_uses_the_shipped_model():

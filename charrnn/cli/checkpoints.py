@@ -66,8 +66,12 @@ def info(checkpoint, as_json):
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
-def export(checkpoint, out):
+@click.option("--float16", is_flag=True,
+              help="Store the weights at half precision: half the size again (widened to "
+                   "float32 when loaded; samples and scores change only in the last digits).")
+def export(checkpoint, out, float16):
     """Write a copy of a checkpoint for sampling only: without the optimizer state, a third
     of the size, no longer resumable."""
-    save_checkpoint(out, for_sampling(load_checkpoint(checkpoint)))
+    save_checkpoint(out, for_sampling(load_checkpoint(checkpoint),
+                                      "float16" if float16 else None))
     click.echo(f"wrote {out}", err=True)
