@@ -134,7 +134,7 @@ def test_repetition_penalty_breaks_the_loop_of_greedy_decoding():
     run = lambda sampling: "".join(p.text for p in generate(
         loaded.model, loaded.vocab, seed=0, length=600, temperature=0, sampling=sampling))
     looping = run(Sampling())
-    assert repeat_rate(looping) > 0.8  # "the sease the sease the sease ..."
+    assert repeat_rate(looping) > 0.7  # "What is the sea to the prince that shall be so? ..."
     assert repeat_rate(run(Sampling(repetition_penalty=1.3))) < 0.1
     # Over the whole text, every common character is soon penalised alike, and it loops again.
     assert repeat_rate(run(Sampling(repetition_penalty=1.3, repetition_window=0))) > 0.5
