@@ -53,7 +53,7 @@ class TrainSettings:
 
     seq_length: int = 64
     seq_length_schedule: str | None = None  # "START:END": windows grow from START to END steps
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 3e-3
     lr_schedule: str = "cosine"  # one of LR_SCHEDULES
     warmup_steps: int = 0
