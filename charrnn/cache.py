@@ -3,13 +3,14 @@
 Where: ``$XDG_CACHE_HOME/charrnn/corpora`` (``~/.cache/charrnn/corpora`` by
 default), not beside the text, whose folder may be read-only or shared.
 
-What: for each file, decoding and layout (encoding, errors, delimiter), one
-entry, one file ``<name>.tokens`` named after a hash of the file's absolute
-path and those options, so a changed file replaces its entry instead of
-adding one. It holds:
+What: for each list of files (most often one) laid out together, decoding
+and layout (encoding, errors, delimiter), one entry, one file
+``<name>.tokens`` named after a hash of the files' absolute paths in order
+and those options, so a changed file replaces its entry instead of adding
+one. It holds:
 
 - a first line of JSON: the key (path, size, modification time and inode of
-  the file, and the options), the token array's length, dtype and CRC-32,
+  every file, and the options), the token array's length, dtype and CRC-32,
   and what the caller stores with it (the vocabulary, checksum and counts),
   padded with spaces so that the array's data is aligned;
 - then the token array as an ``.npy``, memory-mapped read-only, so only the
@@ -18,7 +19,7 @@ adding one. It holds:
 An entry is written whole to a temporary file that is renamed into place, so
 two runs filling the same entry at once leave one whole entry (the last
 renamed) and a crash leaves none. It is used only when its key matches the
-file as it is now, its array header matches the JSON and the file's size,
+files as they are now, its array header matches the JSON and the file's size,
 and the tokens' CRC-32 matches (about 1 s per GB of tokens). Anything
 missing, stale, damaged or mismatched is a miss, never an error, and is
 written again; a cache that cannot be written is skipped.
@@ -39,7 +40,7 @@ from .checkpoint import write_atomically
 from .errors import CharrnnError
 from .npy import read_header, regular_file_size
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: a key names a list of files
 MAX_INFO_BYTES = 32 << 20  # the JSON line; a vocabulary of all of Unicode takes about 17 MB
 ALIGNMENT = 64  # bytes: where the .npy starts, as np.save aligns its data
 READ_SIZE = 1 << 20  # bytes read at a time to check the tokens' CRC-32
@@ -52,32 +53,39 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class Entry:
-    """Where the tokens of one file, read with given options, are cached, and the key that
-    says whether they are still current."""
+    """Where the tokens of a list of files, read with given options, are cached, and the key
+    that says whether they are still current."""
 
-    source: Path  # the file, as an absolute path
+    sources: tuple[Path, ...]  # the files, as absolute paths
     path: Path  # the entry: a JSON line, then the tokens as an .npy
     key: dict
 
     def is_current(self) -> bool:
-        return self.key == _key(self.source, self.key["options"])
+        return self.key == _key(self.sources, self.key["options"])
 
 
-def _key(source: Path, options: dict) -> dict | None:
-    """What identifies the file's content and how it was read; None if it cannot be read."""
-    try:
-        status = source.stat()
-    except OSError:
-        return None
-    return {"format_version": FORMAT_VERSION, "path": str(source), "size": status.st_size,
-            "mtime_ns": status.st_mtime_ns, "inode": status.st_ino, "options": options}
+def _key(sources: tuple[Path, ...], options: dict) -> dict | None:
+    """What identifies the files' content and how they were read; None if one cannot be
+    read."""
+    files = []
+    for source in sources:
+        try:
+            status = source.stat()
+        except OSError:
+            return None
+        files.append({"path": str(source), "size": status.st_size,
+                      "mtime_ns": status.st_mtime_ns, "inode": status.st_ino})
+    return {"format_version": FORMAT_VERSION, "files": files, "options": options}
 
 
-def entry_for(cache_dir: Path, source: str, **options) -> Entry:
-    """The cache entry for the file ``source`` read with ``options`` (JSON-able values)."""
-    path = Path(source).resolve()
-    name = hashlib.sha256(json.dumps([str(path), options], sort_keys=True).encode()).hexdigest()
-    return Entry(path, Path(cache_dir) / f"{name[:32]}.tokens", _key(path, options))
+def entry_for(cache_dir: Path, sources: str | list[str], **options) -> Entry:
+    """The cache entry for the file ``sources``, or for these files in this order, read with
+    ``options`` (JSON-able values)."""
+    paths = tuple(Path(source).resolve()
+                  for source in ([sources] if isinstance(sources, str) else sources))
+    name = hashlib.sha256(json.dumps([list(map(str, paths)), options],
+                                     sort_keys=True).encode()).hexdigest()
+    return Entry(paths, Path(cache_dir) / f"{name[:32]}.tokens", _key(paths, options))
 
 
 def load(entry: Entry) -> tuple[np.ndarray, dict] | None:

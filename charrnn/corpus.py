@@ -8,8 +8,9 @@ The words used here and after (``windows.py`` cuts the result into streams):
   layout) or around each record (the records layout);
 - the **tokens** of a text are its sequences one after another, as token ids.
 
-A file is read twice, a piece at a time (``text.py``): the first pass counts
-its characters and records and makes the vocabulary, the second encodes them
+Several files are laid out one after another, each on its own. Each file is
+read twice, a piece at a time (``text.py``): the first pass counts its
+characters and records and makes the vocabulary, the second encodes them
 into a token array made to size, so a big text is never held whole as a
 Python string (``load_corpus``; ``cache.py`` keeps the token array for the
 next run).
@@ -18,7 +19,7 @@ next run).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -84,6 +85,14 @@ class TextTally:
         self.sha256.update(piece.encode("utf-8", "surrogatepass"))
         self.num_chars += len(piece)
 
+    def texts(self, texts: Iterable[Iterable[str]]) -> Iterator[Iterable[str]]:
+        """The texts, with a mark between each and the next in the checksum (a byte that
+        UTF-8 never uses), so that one text or the same cut in two differ."""
+        for index, pieces in enumerate(texts):
+            if index:
+                self.sha256.update(b"\xff")
+            yield pieces
+
     def passing(self, pieces: Iterable[str]) -> Iterator[str]:
         """The pieces, each added to the tally as it goes by."""
         for piece in pieces:
@@ -96,10 +105,10 @@ class EncodedText:
     """A text laid out as tokens, with the vocabulary made from it."""
 
     vocab: Vocabulary
-    tokens: np.ndarray  # (N,) one sequence, or one for each record
+    tokens: np.ndarray  # (N,) one sequence for each text, or for each record
     checksum: str
     num_chars: int
-    num_records: int  # 1 in the default layout, 0 for an empty text
+    num_records: int  # the sequences: one for each non-empty text in the default layout
 
 
 def layout_tokens(pieces: Iterable[str], vocab: Vocabulary,
@@ -138,27 +147,41 @@ def _layout_size(pieces: Iterable[str], delimiter: str | None) -> tuple[int, int
     return num_records, num_tokens
 
 
-def encode_text(read_pieces: Callable[[], Iterable[str]], delimiter: str | None) -> EncodedText:
-    """Lay out a text that ``read_pieces()`` gives a piece at a time, reading it twice.
+def encode_texts(read_texts: Callable[[], Iterable[Iterable[str]]],
+                 delimiter: str | None) -> EncodedText:
+    """Lay out texts that ``read_texts()`` gives one after another, each a piece at a time,
+    reading them twice.
 
     The first pass counts the characters and the records, the second encodes
-    them into a token array made to size, so the whole text is never held
-    at once. ``delimiter`` None is the default layout (one sequence), else
-    the records layout.
+    them into a token array made to size, so no text is ever held whole.
+    ``delimiter`` None is the default layout, one sequence for each text
+    (none for an empty one), else the records layout: the records of all the
+    texts, none of them running from one text into the next.
     """
     tally = TextTally()
-    num_records, num_tokens = _layout_size(tally.passing(read_pieces()), delimiter)
+    sizes = [_layout_size(tally.passing(pieces), delimiter)  # (records, tokens) of each text
+             for pieces in tally.texts(read_texts())]
+    num_records = sum(text_records for text_records, _ in sizes)
+    num_tokens = sum(text_tokens for text_records, text_tokens in sizes if text_records)
     vocab = Vocabulary.from_counts(tally.counts)
     tokens = np.empty(num_tokens, vocab.dtype)  # (N,)
     filled = 0
-    for some_tokens, _ in layout_tokens(read_pieces(), vocab, delimiter):
-        if filled + len(some_tokens) > num_tokens:  # the file grew between the passes
-            break
-        tokens[filled: filled + len(some_tokens)] = some_tokens
-        filled += len(some_tokens)
+    for pieces, (text_records, _) in zip(read_texts(), sizes):
+        if not text_records:
+            continue
+        for some_tokens, _ in layout_tokens(pieces, vocab, delimiter):
+            if filled + len(some_tokens) > num_tokens:  # a file grew between the passes
+                break
+            tokens[filled: filled + len(some_tokens)] = some_tokens
+            filled += len(some_tokens)
     if filled != num_tokens:
         raise CharrnnError("the training text changed while it was being read")
     return EncodedText(vocab, tokens, tally.sha256.hexdigest(), tally.num_chars, num_records)
+
+
+def encode_text(read_pieces: Callable[[], Iterable[str]], delimiter: str | None) -> EncodedText:
+    """Lay out one text that ``read_pieces()`` gives a piece at a time (``encode_texts``)."""
+    return encode_texts(lambda: [read_pieces()], delimiter)
 
 
 def token_counts(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -254,27 +277,32 @@ def build_corpus(text: str, *, records: bool, delimiter: str, val_fraction: floa
     return split_corpus(encoded, records=records, val_fraction=val_fraction)
 
 
-def load_corpus(source: str, *, records: bool, delimiter: str, val_fraction: float,
-                vocab: Vocabulary | None = None, extend_vocab: bool = False,
+def load_corpus(sources: str | Sequence[str], *, records: bool, delimiter: str,
+                val_fraction: float, vocab: Vocabulary | None = None, extend_vocab: bool = False,
                 encoding: str = "utf-8", errors: str = "strict", cache_dir: Path | None = None,
                 chunk_size: int = CHUNK_SIZE) -> Corpus:
-    """Read, decode and lay out a file (or standard input for ``-``) for training.
+    """Read, decode and lay out a file, or several one after another (``encode_texts``), or
+    standard input for ``-`` (alone), for training.
 
-    The file is read ``chunk_size`` bytes at a time, twice, and never held
-    whole as text. With ``cache_dir``, the laid-out tokens of a file are
-    kept there and memory-mapped by later loads of the unchanged file.
+    Each file is read ``chunk_size`` bytes at a time, twice, and never held
+    whole as text. With ``cache_dir``, the laid-out tokens of the files are
+    kept there and memory-mapped by later loads of the same unchanged files.
     With ``vocab`` given, the text is in its ids, as for ``build_corpus``.
     """
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    if "-" in sources and len(sources) > 1:
+        raise CharrnnError("standard input (-) cannot be read with other files")
     layout_delimiter = delimiter if records else None
     entry = None
-    if cache_dir is not None and source != "-":
-        entry = cache.entry_for(cache_dir, source, encoding=encoding, errors=errors,
+    if cache_dir is not None and sources != ["-"]:
+        entry = cache.entry_for(cache_dir, sources, encoding=encoding, errors=errors,
                                 delimiter=layout_delimiter)
     encoded = _from_cache(entry) if entry is not None else None
     if encoded is None:
-        read_chunks = chunk_reader(source, chunk_size)
-        encoded = encode_text(
-            lambda: decoded_pieces(read_chunks(), source_name(source), encoding, errors),
+        readers = [(chunk_reader(source, chunk_size), source_name(source)) for source in sources]
+        encoded = encode_texts(
+            lambda: (decoded_pieces(read_chunks(), name, encoding, errors)
+                     for read_chunks, name in readers),
             layout_delimiter)
         if entry is not None:
             cache.store(entry, encoded.tokens, _cache_info(encoded))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import codecs
 import io
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import CharrnnError
 
 CHUNK_SIZE = 2 << 20  # bytes read and decoded at a time: the work on one takes ~20x that memory
+SNIFF_SIZE = 8000  # bytes at the start of a file in a folder that tell whether it is text
 
 
 class InvalidBytes(CharrnnError):
@@ -88,7 +89,8 @@ def _decode_chunk(decoder: codecs.IncrementalDecoder, chunk: bytes, offset: int,
         raise CharrnnError(f"{name}: cannot be decoded ({error})") from None
 
 
-def _decoded_chunks(chunks: Iterable[bytes], name: str, encoding: str, errors: str) -> Iterator[str]:
+def _decoder(encoding: str, errors: str) -> codecs.IncrementalDecoder:
+    """An incremental decoder for a text encoding; anything else is refused."""
     try:
         codec = codecs.lookup(encoding)
     except LookupError:
@@ -97,7 +99,11 @@ def _decoded_chunks(chunks: Iterable[bytes], name: str, encoding: str, errors: s
         io.TextIOWrapper(io.BytesIO(), encoding=encoding)
     except LookupError:  # such as rot13 or base64: not bytes to text
         raise CharrnnError(f"{encoding!r} is not a text encoding") from None
-    decoder = codec.incrementaldecoder(errors)
+    return codec.incrementaldecoder(errors)
+
+
+def _decoded_chunks(chunks: Iterable[bytes], name: str, encoding: str, errors: str) -> Iterator[str]:
+    decoder = _decoder(encoding, errors)
     offset = 0
     for chunk in chunks:
         yield _decode_chunk(decoder, chunk, offset, name)
@@ -145,6 +151,65 @@ def read_text(source: str, encoding: str = "utf-8", errors: str = "strict") -> s
     """The text of a file, or of standard input for ``-``."""
     return decode_text(read_bytes(source), source_name(source), encoding, errors)
 
+
+def not_text(path: str, encoding: str = "utf-8", errors: str = "strict") -> str | None:
+    """Why the file at ``path`` is not taken for a text file, or None if it is: its first
+    SNIFF_SIZE bytes must decode in ``encoding`` and hold no NUL character (as git and grep
+    tell text from binary). Only the head is read; later bytes are checked in training."""
+    decoder = _decoder(encoding, errors)  # an unusable encoding is an error, not a reason
+    try:
+        with open(path, "rb") as file:
+            head = file.read(SNIFF_SIZE)
+    except OSError as error:
+        raise _read_error(path, error) from None
+    try:
+        text = _decode_chunk(decoder, head, 0, path)  # a character cut at the end waits
+    except CharrnnError as error:
+        return str(error).removeprefix(f"{path}: ")
+    return "binary (a NUL byte near its start)" if "\0" in text else None
+
+
+def text_files(folder: str, encoding: str = "utf-8",
+               errors: str = "strict") -> tuple[list[str], dict[str, str]]:
+    """The text files of a folder, sorted by name, and those skipped, with why.
+
+    Taken: the regular files (or links to them) directly in the folder, not
+    in its subfolders, whose names do not start with a dot (hidden files),
+    and that pass ``not_text``. Skipped (with a reason): the files of that
+    kind that do not.
+    """
+    try:
+        paths = sorted(Path(folder).iterdir(), key=lambda path: path.name)
+    except OSError as error:
+        raise _read_error(folder, error) from None
+    taken, skipped = [], {}
+    for path in paths:
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        reason = not_text(str(path), encoding, errors)
+        if reason is None:
+            taken.append(str(path))
+        else:
+            skipped[str(path)] = reason
+    return taken, skipped
+
+
+def training_files(sources: Sequence[str], encoding: str = "utf-8",
+                   errors: str = "strict") -> tuple[list[str], dict[str, str]]:
+    """The files named by ``sources``, in order: a folder stands for its text files
+    (``text_files``), anything else for itself. Returns them, and the files of folders
+    skipped, with why. A folder with no text file is an error."""
+    files, skipped = [], {}
+    for source in sources:
+        if source == "-" or not Path(source).is_dir():
+            files.append(source)
+            continue
+        taken, not_taken = text_files(source, encoding, errors)
+        if not taken:
+            raise CharrnnError(f"{source}: no text files in this folder")
+        files += taken
+        skipped.update(not_taken)
+    return files, skipped
 
 
 def default_corpus() -> str:

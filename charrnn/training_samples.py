@@ -5,10 +5,10 @@ seeded with the training seed, and only read the weights: a run that draws
 them trains the same weights, bit for bit, as one that does not. Every draw
 uses the same seed, so what changes from one to the next is the model.
 
-A stream model draws one text; a records model draws a few whole records,
-each labelled as makemore does: a copy of a training record, of a held-out
-(validation) record, or new; a record still unfinished at the length limit
-is labelled so.
+In the default layout one text is drawn; in the records layout a few whole
+records, each labelled as makemore does: a copy of a training record, of a
+held-out (validation) record, or new; a record still unfinished at the
+length limit is labelled so.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class TrainingSampler:
                           KnownRecords.from_tokens(corpus.val_tokens, corpus.vocab))
 
     def draw(self, model: Model) -> list[TrainingSample]:
-        """One text in stream mode; NUM_RECORDS labelled records in records mode."""
+        """One text in the default layout; NUM_RECORDS labelled records in records mode."""
         num_samples = 1 if self.known is None else NUM_RECORDS
         pieces = generate(model, self.vocab, seed=self.seed, num_samples=num_samples,
                           length=self.length, temperature=TEMPERATURE)

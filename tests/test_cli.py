@@ -127,7 +127,7 @@ BAD_INPUT = [  # arguments ({name} is a file of bad_files), and what the one lin
     ("train {empty} --resume {future}", "format version 7"),
     ("train --resume {checkpoint} --lr -1", "--lr"),
     ("train {dir}/missing.txt", "missing.txt: no such file"),
-    ("train {dir}", "is a directory"),
+    ("train - {empty}", "- (standard input) cannot be read with other files"),
     ("train {empty}", "the training text is empty"),
     ("train {binary}", "not valid utf-8 at byte 2 (use --encoding to name the file's encoding, "
                        "or --errors replace)"),

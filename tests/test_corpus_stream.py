@@ -140,13 +140,13 @@ def text_file(tmp_path):
 @pytest.fixture
 def count_encodings(monkeypatch):
     calls = []
-    real_encode_text = corpus.encode_text
+    real_encode_texts = corpus.encode_texts
 
-    def counting_encode_text(*args, **kwargs):
+    def counting_encode_texts(*args, **kwargs):
         calls.append(args)
-        return real_encode_text(*args, **kwargs)
+        return real_encode_texts(*args, **kwargs)
 
-    monkeypatch.setattr(corpus, "encode_text", counting_encode_text)
+    monkeypatch.setattr(corpus, "encode_texts", counting_encode_texts)
     return calls
 
 

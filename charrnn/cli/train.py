@@ -17,7 +17,7 @@ from ..errors import CharrnnError
 from ..fine_tune import fine_tuned_config, new_characters
 from ..model import ModelConfig
 from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, SettingNeeded, TrainSettings
-from ..text import default_corpus
+from ..text import default_corpus, training_files
 from ..vocab import shown_characters
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
 from ..training_samples import TrainingSampler
@@ -91,7 +91,7 @@ def explicit_options(ctx: click.Context, names) -> dict:
 
 
 @click.command()
-@click.argument("file", required=False, metavar="[FILE|-]")
+@click.argument("files", nargs=-1, metavar="[FILE|FOLDER|-]...")
 @click.option("--out", "-o", type=click.Path(dir_okay=False),
               help="Checkpoint to write  [default: checkpoints/<FILE's name>.npz, or the "
                    "--resume checkpoint]", show_default=False)
@@ -171,15 +171,19 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--keep-best", is_flag=True,
               help="Also keep the model with the best validation loss in <out>.best.npz.")
 @click.pass_context
-def train(ctx, file, out, resume, init_from, encoding, errors, sample_every, sample_length,
+def train(ctx, files, out, resume, init_from, encoding, errors, sample_every, sample_length,
           **options):
-    """Train a model on a text file (or - for standard input).
+    """Train a model on text files (or - for standard input).
 
-    With no FILE, trains on the Shakespeare corpus that ships with charrnn.
-    Saves a checkpoint at every evaluation and at the end; Ctrl-C stops
-    after the current step and saves.
+    With no FILE, trains on the Shakespeare corpus that ships with charrnn. A
+    FOLDER stands for the text files in it, by name; several files are
+    learned one after another, as separate sequences. Saves a checkpoint at
+    every evaluation and at the end; Ctrl-C stops after the current step and
+    saves.
     """
-    source = file if file is not None else default_corpus()
+    if "-" in files and len(files) > 1:
+        raise click.UsageError("- (standard input) cannot be read with other files")
+    sources = training_sources(files, encoding, errors)
     if resume and init_from:
         raise click.UsageError("give --resume or --init-from, not both")
     if sample_every is None and "sample_length" in explicit_options(ctx, ["sample_length"]):
@@ -188,27 +192,44 @@ def train(ctx, file, out, resume, init_from, encoding, errors, sample_every, sam
         raise click.BadParameter("must not be empty", param_hint="'--delimiter'")
     if out == "":
         raise click.BadParameter("must not be empty", param_hint="'--out'")
-    out_path = Path(out or resume or default_checkpoint_path(source))
-    if source != "-" and out_path.resolve() == Path(source).resolve():
+    out_path = Path(out or resume or default_checkpoint_path((files or sources)[0]))
+    if any(out_path.resolve() == Path(source).resolve() for source in sources if source != "-"):
         raise click.BadParameter("is the training text itself", param_hint="'--out'")
     check_writable(out_path)
     given = explicit_options(ctx, TRAINING_OPTIONS)
     read = {"encoding": encoding, "errors": errors, "cache_dir": default_cache_dir()}
     try:
         if resume:
-            trainer = resumed_trainer(ctx, resume, source, given, out_path, read)
+            trainer = resumed_trainer(ctx, resume, sources, given, out_path, read)
         else:
             start = None if init_from is None else kept_architecture(ctx, init_from, "fine-tuned")
-            trainer = new_run(source, options, out_path, read, start)
+            trainer = new_run(sources, options, out_path, read, start)
     except SettingNeeded as error:
         raise needs(flag(error.name), flag(error.needed)) from None
-    describe_start(trainer, "the shipped corpus" if file is None else
-                   "standard input" if file == "-" else Path(file).name)
+    describe_start(trainer, sources_name(files, sources))
     sampler = None
     if sample_every:
         sampler = TrainingSampler(trainer.corpus, records=trainer.settings.records,
                                   seed=trainer.settings.seed, length=sample_length)
     run_until_stopped(trainer, sample_every, sampler)
+
+
+def training_sources(files: tuple[str, ...], encoding: str, errors: str) -> list[str]:
+    """The files to train on (the shipped corpus if none is given), with a note on stderr for
+    each file of a folder that is skipped."""
+    sources, skipped = training_files(files or [default_corpus()], encoding, errors)
+    for path, reason in skipped.items():
+        click.echo(f"note: skipped {path}: {reason}", err=True)
+    return sources
+
+
+def sources_name(files: tuple[str, ...], sources: list[str]) -> str:
+    """What is trained on, in a few words."""
+    if not files:
+        return "the shipped corpus"
+    if sources == ["-"]:
+        return "standard input"
+    return Path(sources[0]).name if len(sources) == 1 else f"{len(sources)} files"
 
 
 def kept_architecture(ctx, path: str, run: str):
@@ -222,22 +243,23 @@ def kept_architecture(ctx, path: str, run: str):
     return checkpoint
 
 
-def resumed_trainer(ctx, resume: str, source: str, given: dict, out_path: Path, read: dict):
+def resumed_trainer(ctx, resume: str, sources: list[str], given: dict, out_path: Path,
+                    read: dict):
     checkpoint = kept_architecture(ctx, resume, "resumed")
 
     def read_corpus(settings):
-        return load_corpus(source, records=settings.records, delimiter=settings.delimiter,
+        return load_corpus(sources, records=settings.records, delimiter=settings.delimiter,
                            val_fraction=settings.val_fraction, vocab=checkpoint.vocab, **read)
 
     return resume_trainer(checkpoint, read_corpus, out_path, given,
                           notify=lambda message: click.echo(f"note: {message}", err=True))
 
 
-def new_run(source: str, options: dict, out_path: Path, read: dict, init_from=None):
+def new_run(sources: list[str], options: dict, out_path: Path, read: dict, init_from=None):
     """A trainer for a fresh model, or with ``init_from`` for one fine-tuned from that
     checkpoint (in its vocabulary, extended by the text's new characters)."""
     settings = TrainSettings(**{name: options[name] for name in TRAINING_OPTIONS})
-    corpus = load_corpus(source, records=settings.records, delimiter=settings.delimiter,
+    corpus = load_corpus(sources, records=settings.records, delimiter=settings.delimiter,
                          val_fraction=settings.val_fraction, extend_vocab=True,
                          vocab=None if init_from is None else init_from.vocab, **read)
     if init_from is None:
