@@ -71,7 +71,7 @@ class TrainSettings:
     seed: int = 0
     records: bool = False
     delimiter: str = "\n"
-    threads: int | None = None  # worker threads that share each step (see parallel.py)
+    threads: int | None = None  # workers that share each step (see parallel.py)
 
     def __post_init__(self):
         if self.threads is None:

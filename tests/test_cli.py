@@ -60,6 +60,14 @@ def test_train_sample_eval_round_trip(tmp_path, tiny_text_file):
     assert "nats/char" in text.stdout and "perplexity" in text.stdout
 
 
+def test_train_says_how_many_threads_share_the_steps(tmp_path, tiny_text_file):
+    """At most one per row of the batch (SMALL has 4)."""
+    for threads, said in [(1, "; 1 thread\n"), (3, "; 3 threads\n"), (9, "; 4 threads\n")]:
+        result = run("train", tiny_text_file, "--out", tmp_path / "m.npz", "--max-steps", 1,
+                     "--threads", threads, *SMALL)
+        assert result.exit_code == 0 and said in result.stderr, result.output
+
+
 def test_train_reads_standard_input_and_resumes(tmp_path):
     out = tmp_path / "m.npz"
     result = run("train", "-", "--out", out, "--max-steps", 5, *SMALL, input=TINY_TEXT)

@@ -144,9 +144,9 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed,
               help="Seed for the initial weights and dropout.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Worker threads that share each step, one core each; 1 computes it on one "
-                   "thread as before. A seed and a thread count always give the same weights "
-                   "[default: the cores available; on --resume, the checkpoint's].")
+              help="Workers (processes) that share each step, one core each; 1 computes it "
+                   "in one process as before. A seed and a thread count always give the same "
+                   "weights [default: the cores available; on --resume, the checkpoint's].")
 @click.option("--max-steps", type=click.IntRange(min=0), default=None,
               help="Stop after this many updates in all (counting resumed ones).")
 @click.option("--max-epochs", type=FiniteFloatRange(min=0), default=None,
@@ -293,8 +293,10 @@ def describe_start(trainer, text_name: str) -> None:
     if len(corpus.val_tokens) < 2:
         click.echo("note: the text is too short to hold any out for validation; --keep-best "
                    "and --patience have nothing to go on", err=True)
+    threads = trainer.workers.num_workers
     click.echo(f"training on {text_name}: {corpus.num_chars:,} characters, vocabulary "
-               f"{corpus.vocab.size}, {trainer.model.config.num_params():,} parameters", err=True)
+               f"{corpus.vocab.size}, {trainer.model.config.num_params():,} parameters; "
+               f"{threads} thread{'s' if threads > 1 else ''}", err=True)
 
 
 def run_until_stopped(trainer, sample_every: int | None = None,
