@@ -72,20 +72,21 @@ class ModelConfig:
 
 
 def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> Params:
-    """Small random weights; zero biases except an LSTM's forget gate's, which start at 1."""
+    """Small random weights; zero biases, but the cell's own start for some gates (an LSTM's
+    forget gate starts at 1)."""
     H = config.hidden_size
     params = {}
     for name, shape in config.param_shapes().items():
         if name == "embedding":
             values = rng.normal(0.0, 1.0, shape)
-        elif name.endswith("bias"):
+        elif name == "output.bias":
             values = np.zeros(shape)
+        elif name.endswith("bias"):
+            values = CELLS[config.cell].initial_bias(H)
         else:
             fan_in = shape[0] if name.endswith("input_weight") or name == "output.weight" else H
             bound = 1.0 / np.sqrt(fan_in)
             values = rng.uniform(-bound, bound, shape)
-        if config.cell == "lstm" and name.startswith("lstm") and name.endswith("bias"):
-            values[H: 2 * H] = 1.0
         params[name] = values.astype(dtype)
     return params
 
