@@ -1,0 +1,46 @@
+"""What the training comparisons share: a text with its end held out, and a charrnn trainer
+on it that starts from given weights.
+
+Every run trains on the same text (all but the last ``held_out`` characters)
+and is scored on the same end, by charrnn's own ``score_tokens``: the end of
+a text can be much easier or harder than the rest (the last play of
+tinyshakespeare is), so only runs that trained and scored on exactly the same
+split are compared.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.corpus import Corpus, build_corpus, read_text
+from charrnn.evaluate import score_tokens
+from charrnn.model import Model, ModelConfig, Params
+from charrnn.optim import Adam
+from charrnn.train import Trainer, TrainSettings
+
+HELD_OUT_CHARS = 100_000
+
+
+def held_out_corpus(path: str, held_out: int = HELD_OUT_CHARS) -> Corpus:
+    """The text of ``path`` split so that exactly its last ``held_out`` targets are scored
+    (the last ``held_out - 1`` characters and the <END> after them)."""
+    text = read_text(path)
+    corpus = build_corpus(text, records=False, delimiter="\n",
+                          val_fraction=(held_out + 0.5) / len(text))
+    assert len(corpus.val_tokens) == held_out + 1  # with the input before the first target
+    return corpus
+
+
+def trainer_from(params: Params, corpus: Corpus, config: ModelConfig, settings: TrainSettings,
+                 rng: np.random.Generator) -> Trainer:
+    """charrnn's trainer with its own Adam, starting from ``params``; it never saves here."""
+    model = Model(config, params)
+    return Trainer(model, corpus, settings, Path(os.devnull), Adam(model.params, settings.lr), rng)
+
+
+def held_out_loss(model: Model, corpus: Corpus) -> float:
+    """Nats per character on the held-out end."""
+    return score_tokens(model, corpus.val_tokens).nats_per_char
