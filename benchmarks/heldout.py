@@ -18,8 +18,9 @@ import numpy as np
 from charrnn.corpus import Corpus, build_corpus, read_text
 from charrnn.evaluate import score_tokens
 from charrnn.model import Model, ModelConfig, Params
-from charrnn.optim import Adam
-from charrnn.train import Trainer, TrainSettings
+from charrnn.settings import TrainSettings
+from charrnn.train import Trainer
+from charrnn.training_state import TrainingState
 
 HELD_OUT_CHARS = 100_000
 
@@ -36,9 +37,10 @@ def held_out_corpus(path: str, held_out: int = HELD_OUT_CHARS) -> Corpus:
 
 def trainer_from(params: Params, corpus: Corpus, config: ModelConfig, settings: TrainSettings,
                  rng: np.random.Generator) -> Trainer:
-    """charrnn's trainer with its own Adam, starting from ``params``; it never saves here."""
-    model = Model(config, params)
-    return Trainer(model, corpus, settings, Path(os.devnull), Adam(model.params, settings.lr), rng)
+    """charrnn's trainer starting from ``params`` (as ``train.new_trainer`` does from
+    ``init_params``), with ``rng`` for what it draws after; it never saves here."""
+    return Trainer(Model(config, params), corpus, Path(os.devnull),
+                   TrainingState(settings, rng.bit_generator.state))
 
 
 def held_out_loss(model: Model, corpus: Corpus) -> float:

@@ -31,7 +31,7 @@ import click
 import numpy as np
 
 from charrnn.model import ModelConfig, Params
-from charrnn.train import TrainSettings
+from charrnn.settings import TrainSettings
 from heldout import held_out_corpus, held_out_loss, trainer_from
 
 GATES = 4

@@ -64,7 +64,7 @@ import numpy as np
 
 from charrnn.model import Model, ModelConfig, Params, init_params
 from charrnn.optim import Adam
-from charrnn.train import TrainSettings
+from charrnn.settings import TrainSettings
 from charrnn.vocab import START_ID
 from heldout import held_out_corpus, held_out_loss, trainer_from
 
@@ -260,11 +260,11 @@ def side_by_side(path: str, seed: int, config_args: dict, settings: TrainSetting
     evaluate(0)
     for step in range(1, steps + 1):
         epoch, offset = trainer.position.epoch, trainer.position.offset
-        inputs, targets = trainer.windows.span(offset, trainer.seq_length())
+        inputs, targets = trainer.windows.span(offset, trainer.window_length())
         curves["charrnn"].losses.append(curves["charrnn"].timed(trainer.train_step))
         for name, run in runs.items():
             curves[name].losses.append(
-                curves[name].timed(lambda: run.step(inputs, targets, trainer.last_lr)))
+                curves[name].timed(lambda: run.step(inputs, targets, trainer.counters.last_lr)))
             if trainer.position.epoch != epoch:
                 run.state = run.zero_state
         if step % print_every == 0 or step == 1:
