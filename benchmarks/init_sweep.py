@@ -132,7 +132,8 @@ def print_table(rows: list[dict], steps: int) -> None:
 @click.command(help=__doc__.split("\n\n")[0])
 @click.option("--text", "texts", multiple=True, default=["data/tinyshakespeare.txt"],
               show_default=True, help="A text file to train on (repeat for several).")
-@click.option("--inits", default=",".join(CANDIDATES), show_default=True)
+@click.option("--inits", default=",".join(CANDIDATES), show_default=True,
+              help="Comma-separated candidates.")
 @click.option("--seeds", default="1,2,3", show_default=True)
 @click.option("--steps", default=400, show_default=True)
 @click.option("--jobs", default=1, show_default=True, help="Runs at a time (processes).")
@@ -140,7 +141,8 @@ def main(texts, inits, seeds, steps, jobs):
     settings = TrainSettings(seq_length=64, batch_size=64, lr=3e-3, lr_schedule="constant",
                              clip=5.0, max_steps=steps)
     config_args = {"embedding_size": 64, "hidden_size": 256, "num_layers": 2}
-    tasks = [(text, init, int(seed)) for text in texts for seed in seeds.split(",")
+    # Seed by seed, so that a sweep cut short still compares every candidate on every text.
+    tasks = [(text, init, int(seed)) for seed in seeds.split(",") for text in texts
              for init in inits.split(",")]
     with ProcessPoolExecutor(jobs) as pool:
         futures = [pool.submit(one_run, *task, settings, config_args) for task in tasks]
