@@ -17,8 +17,6 @@ Candidates (E embedding size, H hidden size, D a layer's input size):
   E = 64 and H = 256); the LSTM's two biases U(+-1/sqrt(H)) each (charrnn's
   one bias is their sum); the output layer's weight and bias U(+-1/sqrt(H)).
 - pytorch-forget1: pytorch with 1 added to the forget gate's bias.
-- orthogonal: fan-in with each gate's (H, H) block of the recurrent weights
-  a random orthogonal matrix.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ from charrnn.model import ModelConfig, Params
 from charrnn.settings import TrainSettings
 from heldout import held_out_corpus, held_out_loss, trainer_from
 
-GATES = 4
 FORGET = 1  # the forget gate's block in charrnn's packing i, f, o, g
 
 
@@ -75,22 +72,6 @@ def pytorch_forget1_init(config: ModelConfig, rng: np.random.Generator) -> Param
     return params
 
 
-def orthogonal_init(config: ModelConfig, rng: np.random.Generator) -> Params:
-    params = fan_in_init(config, rng)
-    H = config.hidden_size
-    for layer in range(config.num_layers):
-        weight = params[config.layer_prefix(layer) + "hidden_weight"]  # (H, 4H)
-        for gate in range(GATES):
-            weight[:, gate * H: (gate + 1) * H] = random_orthogonal(rng, H)
-    return params
-
-
-def random_orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
-    """An (n, n) orthogonal matrix drawn uniformly (QR of a Gaussian, signs fixed)."""
-    q, r = np.linalg.qr(rng.normal(size=(n, n)))
-    return q * np.sign(np.diag(r))
-
-
 def add_forget_bias(params: Params, config: ModelConfig) -> None:
     H = config.hidden_size
     for layer in range(config.num_layers):
@@ -98,7 +79,7 @@ def add_forget_bias(params: Params, config: ModelConfig) -> None:
 
 
 CANDIDATES = {"fan-in": fan_in_init, "pytorch": pytorch_init,
-              "pytorch-forget1": pytorch_forget1_init, "orthogonal": orthogonal_init}
+              "pytorch-forget1": pytorch_forget1_init}
 
 
 def one_run(text: str, init: str, seed: int, settings: TrainSettings, config_args: dict) -> dict:
