@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.corpus import Corpus, build_corpus, read_text
+from charrnn.corpus import Corpus, build_corpus
 from charrnn.evaluate import score_tokens
 from charrnn.model import Model, ModelConfig, Params
 from charrnn.settings import TrainSettings
+from charrnn.text import read_text
 from charrnn.train import Trainer
 from charrnn.training_state import TrainingState
 

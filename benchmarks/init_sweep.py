@@ -5,7 +5,7 @@ the same settings, on the same windows, from each seed; only the initial
 weights differ. The held-out loss is charrnn's ``score_tokens`` on the last
 100,000 characters of each text (``heldout.py``), halfway and at the end.
 
-    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/init_sweep.py \\
+    PYTHONPATH=. python benchmarks/init_sweep.py \\
         --text data/tinyshakespeare.txt --text austen.txt --seeds 1,2,3 --steps 400 --jobs 2
 
 Candidates (E embedding size, H hidden size, D a layer's input size):
@@ -120,7 +120,7 @@ def print_table(rows: list[dict], steps: int) -> None:
 @click.option("--jobs", default=1, show_default=True, help="Runs at a time (processes).")
 def main(texts, inits, seeds, steps, jobs):
     settings = TrainSettings(seq_length=64, batch_size=64, lr=3e-3, lr_schedule="constant",
-                             clip=5.0, max_steps=steps)
+                             clip=5.0, max_steps=steps, threads=1)  # --jobs runs side by side
     config_args = {"embedding_size": 64, "hidden_size": 256, "num_layers": 2}
     # Seed by seed, so that a sweep cut short still compares every candidate on every text.
     tasks = [(text, init, int(seed)) for seed in seeds.split(",") for text in texts

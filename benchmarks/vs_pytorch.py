@@ -33,8 +33,9 @@ training time between evaluations). Scoring is charrnn's ``score_tokens`` on
 the last 100,000 characters of each text (see ``heldout.py``) for every run:
 torch's weights are copied back into a charrnn model to be scored.
 
-Threads: NumPy's OpenBLAS and torch both use OPENBLAS_NUM_THREADS threads
-(all cores when it is unset).
+Threads: ``--threads N`` (default: the cores available) is charrnn's
+``TrainSettings.threads`` (worker processes sharing each step) and torch's
+``set_num_threads``.
 
 Texts (no network; see ``texts.py`` for how each file is made):
 tinyshakespeare (``data/``) and Jane Austen's six novels from Debian's
@@ -46,7 +47,8 @@ has it, with PYTHONPATH pointing at charrnn:
 
     python3 -m venv /tmp/torchvenv
     /tmp/torchvenv/bin/pip install numpy click rich torch==2.13.0
-    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. /tmp/torchvenv/bin/python benchmarks/vs_pytorch.py \\
+    /tmp/torchvenv/bin/pip install threadpoolctl   # charrnn's own dependency
+    PYTHONPATH=. /tmp/torchvenv/bin/python benchmarks/vs_pytorch.py \\
         --text data/tinyshakespeare.txt --text austen.txt --seeds 1,2,3 --steps 200 --stock
 """
 
@@ -64,7 +66,7 @@ import numpy as np
 
 from charrnn.model import Model, ModelConfig, Params, init_params
 from charrnn.optim import Adam
-from charrnn.settings import TrainSettings
+from charrnn.settings import TrainSettings, available_cores
 from charrnn.vocab import START_ID
 from heldout import held_out_corpus, held_out_loss, trainer_from
 
@@ -183,8 +185,9 @@ class TorchRun:
                  batch_size: int, like: Adam, stock: bool):
         self.model = TorchModel(params, config, stock)
         self.settings, self.stock = settings, stock
-        self.optimizer = (torch.optim.Adam(self.model.params, settings.lr, (like.beta1, like.beta2),
-                                           like.eps) if stock else MatchedAdam(self.model.params, like))
+        self.optimizer = (
+            torch.optim.Adam(self.model.params, settings.lr, (like.beta1, like.beta2), like.eps)
+            if stock else MatchedAdam(self.model.params, like))
         zeros = torch.zeros(config.num_layers, batch_size, config.hidden_size,
                             dtype=self.model.params[0].dtype)
         self.zero_state = (zeros, zeros)
@@ -329,18 +332,19 @@ def print_table(rows: list[dict]) -> None:
 @click.option("--print-every", default=10, show_default=True)
 @click.option("--stock", is_flag=True, help="Also train with the stock PyTorch recipe.")
 @click.option("--float64", "use_float64", is_flag=True, help="Train both in float64.")
+@click.option("--threads", default=available_cores(), show_default=True,
+              type=click.IntRange(min=1), help="Threads (charrnn: worker processes) for each.")
 def main(texts, seeds, steps, hidden_size, num_layers, embedding_size, batch_size, seq_length,
-         lr, lr_schedule, clip, eval_every, print_every, stock, use_float64):
+         lr, lr_schedule, clip, eval_every, print_every, stock, use_float64, threads):
     if torch is None:
         raise click.ClickException(
             "this benchmark needs PyTorch, which is not installed in this Python; install "
             "torch (CPU) in a separate virtual environment and run it there (see --help)")
-    threads = int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count()))
     torch.set_num_threads(threads)
     click.echo(f"{threads} thread(s) each; torch {torch.__version__}, numpy {np.__version__}",
                err=True)
     settings = TrainSettings(seq_length=seq_length, batch_size=batch_size, lr=lr,
-                             lr_schedule=lr_schedule, clip=clip, max_steps=steps)
+                             lr_schedule=lr_schedule, clip=clip, max_steps=steps, threads=threads)
     config_args = {"embedding_size": embedding_size, "hidden_size": hidden_size,
                    "num_layers": num_layers}
     dtype = np.float64 if use_float64 else np.float32

@@ -73,7 +73,14 @@ class ModelConfig:
 
 def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> Params:
     """Small random weights; zero biases, but the cell's own start for some gates (an LSTM's
-    forget gate starts at 1)."""
+    forget gate starts at 1).
+
+    The embedding is N(0, 1); input and output weights U(+-1/sqrt(fan-in)), recurrent
+    weights U(+-1/sqrt(H)). Kept by measurement against PyTorch's default initialisation
+    (every weight U(+-1/sqrt(H)), random biases, no forget bias) in charrnn's own loop
+    (``benchmarks/VS_PYTORCH.md``): after 200 steps at 2 x 256 it was 0.039 nats/char better
+    on Jane Austen's novels and 0.025 worse on tinyshakespeare, best by the mean (one seed).
+    """
     H = config.hidden_size
     params = {}
     for name, shape in config.param_shapes().items():
