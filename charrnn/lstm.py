@@ -75,14 +75,21 @@ def activate_(a: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarr
     c_prev: (B, H) cell state entering the step.
     c, tanh_c, h: (B, H) outputs: new cell state, its tanh, new hidden state.
     """
-    H = c.shape[-1]
     scale, shift = _gate_affine(a.shape, a.dtype)
     # Whole contiguous rows are much faster in numpy than the strided 3H block.
     np.tanh(a, out=a)
     a *= scale
     a += shift
-    input_gate, forget_gate = a[:, :H], a[:, H: 2 * H]
-    output_gate, candidate = a[:, 2 * H: 3 * H], a[:, 3 * H:]
+    new_state_(a, c_prev, c, tanh_c, h)
+
+
+def new_state_(gates: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarray,
+               h: np.ndarray) -> None:
+    """c = f * c_prev + i * g and h = o * tanh(c), from the gates (B, 4H) and c_prev (B, H),
+    into c, tanh_c and h (B, H); c may be c_prev."""
+    H = c.shape[-1]
+    input_gate, forget_gate = gates[:, :H], gates[:, H: 2 * H]
+    output_gate, candidate = gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
     np.multiply(forget_gate, c_prev, out=c)
     np.multiply(input_gate, candidate, out=tanh_c)  # tanh_c as scratch for i * g
     c += tanh_c
@@ -244,7 +251,7 @@ class LSTMStepper(SumStepper):
 
     def __init__(self, Wx, Wh, b, embedding=None):
         super().__init__(Wx, Wh, b, embedding)
-        for array in (self.weight, self.bias, self.table):
+        for array in (self.weight, self.table):
             if array is not None:
                 halve_sigmoid_columns(array, out=array)
 
@@ -252,7 +259,14 @@ class LSTMStepper(SumStepper):
         super()._allocate(batch_size)
         self.c = np.empty((batch_size, self.hidden_size), self.weight.dtype)
         self.tanh_c = np.empty_like(self.c)
+        self.sigmoid_columns = self.a[:, : 3 * self.hidden_size]  # i, f, o
 
     def step(self, x: np.ndarray) -> np.ndarray:
-        activate_(self.preactivations(x), self.c, self.c, self.tanh_c, self.h)
+        a = np.tanh(self.preactivations(x), out=self.a)
+        # sigmoid = tanh(a / 2) / 2 + 1/2 with scalars, not activate_'s whole-width
+        # constants: after a step's matrix products have filled the caches, reading
+        # fewer arrays matters more than contiguous rows.
+        self.sigmoid_columns *= 0.5
+        self.sigmoid_columns += 0.5
+        new_state_(a, self.c, self.c, self.tanh_c, self.h)
         return self.h

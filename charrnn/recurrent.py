@@ -137,11 +137,12 @@ class LayerStepper:
 class SumStepper(LayerStepper):
     """A stepper for cells whose pre-activations are a = x Wx + h Wh + b (LSTM, RNN).
 
-    Above the first layer, x and h sit side by side in one array [x, h]
-    (B, D + H) and Wx and Wh are stacked into one (D + H, G*H) matrix, so
-    that a step's pre-activations are one matrix product instead of two.
-    ``weight``, ``bias`` and ``table`` are the stepper's own arrays, which a
-    subclass may change in place.
+    Above the first layer, x, h and a 1 sit side by side in one array
+    [x, h, 1] (B, D + H + 1), and Wx, Wh and b are stacked into one
+    (D + H + 1, G*H) matrix, so that a step's pre-activations are one matrix
+    product, bias included. ``weight``, ``bias`` and ``table`` are the
+    stepper's own arrays, which a subclass may change in place; ``a`` holds
+    the pre-activations.
     """
 
     def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray,
@@ -149,27 +150,25 @@ class SumStepper(LayerStepper):
         self.hidden_size = Wh.shape[0]
         if embedding is None:
             self.input_size = Wx.shape[0]
-            self.weight = np.concatenate([Wx, Wh])  # (D + H, G*H)
-            self.bias, self.table = b.copy(), None
-        else:
+            self.weight = np.concatenate([Wx, Wh, b[None]])  # (D + H + 1, G*H)
+            self.table = None
+        else:  # [x, h, 1] is [h]
             self.input_size = 0
             self.weight = Wh.copy()  # (H, G*H)
-            self.bias, self.table = None, embedding @ Wx + b  # (V, G*H)
+            self.table = embedding @ Wx + b  # (V, G*H)
         self.reset(1)
 
     def _allocate(self, batch_size: int) -> None:
         dtype = self.weight.dtype
-        self.xh = np.empty((batch_size, self.input_size + self.hidden_size), dtype)
-        self.h = self.xh[:, self.input_size:]
+        self.xh = np.ones((batch_size, len(self.weight)), dtype)  # [x, h, 1]
+        self.h = self.xh[:, self.input_size: self.input_size + self.hidden_size]
         self.a = np.empty((batch_size, self.weight.shape[1]), dtype)
 
     def preactivations(self, x: np.ndarray) -> np.ndarray:
         """a (B, G*H) for the input x: token ids (B,) for the first layer, else (B, D)."""
         if self.table is None:
             self.xh[:, : self.input_size] = x
-            matmul_rows_(self.xh, self.weight, self.a)
-            self.a += self.bias
-        else:
-            matmul_rows_(self.h, self.weight, self.a)
-            self.a += self.table[x]
+            return matmul_rows_(self.xh, self.weight, self.a)
+        matmul_rows_(self.xh, self.weight, self.a)
+        self.a += self.table[x]
         return self.a

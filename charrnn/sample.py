@@ -107,8 +107,10 @@ def restrict_(shifted: np.ndarray, sampling: Sampling) -> np.ndarray:
 
 def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
          sampling: Sampling = Sampling(), seen: np.ndarray | None = None) -> np.ndarray:
-    """One token per row of ``logits`` (N, V), all at one temperature: see ``Sampler.choose``."""
-    return Sampler(sampling, np.full(len(logits), temperature)).choose(logits, uniforms, seen)
+    """One token per row of ``logits`` (N, V), all at one temperature, with ``uniforms`` (N,)
+    in [0, 1): see ``Sampler.choose``."""
+    return Sampler(sampling, np.full(len(logits), temperature)).choose(
+        logits, np.minimum(uniforms, LARGEST_UNIFORM), seen)
 
 
 class RecentTokens:
@@ -181,7 +183,8 @@ class Sampler:
 
         Rows at temperature 0 (or below ``COLDEST``) take the argmax; the others
         draw from softmax(logits / temperature), restricted as ``sampling`` says,
-        by inverting its cumulative sum at ``uniforms`` (B,), each in [0, 1).
+        by inverting its cumulative sum at ``uniforms`` (B,), each in
+        [0, LARGEST_UNIFORM].
         Both come after the repetition penalty on the tokens ``seen`` (B, V),
         when given. <START> is never drawn.
         """
@@ -205,14 +208,15 @@ class Sampler:
         cumulative = np.add.accumulate(np.exp(scaled, out=scaled), axis=1, out=scaled)
         # The first token whose cumulative sum passes u * total. u <= LARGEST_UNIFORM keeps
         # the threshold below the total, so that token exists and has positive probability.
-        thresholds = np.minimum(uniforms, LARGEST_UNIFORM)[:, None] * cumulative[:, -1:]
+        thresholds = uniforms[:, None] * cumulative[:, -1:]
         return (cumulative > thresholds).argmax(axis=1)
 
     def draw(self, logits: np.ndarray) -> np.ndarray:
         """The next token (B,) of every row from its logits (B, V), with the rows' own
         random numbers and recent tokens."""
         if self.used == UNIFORMS_AHEAD:
-            self.uniforms = np.stack([rng.random(UNIFORMS_AHEAD) for rng in self.rngs])
+            self.uniforms = np.minimum(np.stack([rng.random(UNIFORMS_AHEAD) for rng in self.rngs]),
+                                       LARGEST_UNIFORM)
             self.used = 0
         uniforms = self.uniforms[:, self.used]
         self.used += 1
