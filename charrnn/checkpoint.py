@@ -4,9 +4,12 @@ Array names:
     param/<name>      the model's parameters (names as in ``model.py``)
     <group>/<name>    training state added by the trainer (optimizer moments,
                       the carried recurrent state)
+    known_records     for a records model, the sorted 64-bit hashes of the
+                      records it was trained on (``known_records.py``), uint64
     metadata          UTF-8 JSON as a uint8 array: format, format_version,
                       charrnn_version, model (the ModelConfig), vocabulary
                       (the characters in id order, after <START> and <END>),
+                      known_records (how many hashes that array holds, with it),
                       and, for a checkpoint that can be resumed, training.
 
 A checkpoint may come from a stranger. It can never run code (no pickles),
@@ -37,6 +40,7 @@ import numpy as np
 from . import __version__
 from .errors import CharrnnError
 from .cells import CELLS
+from .known_records import KnownRecords
 from .model import Model, ModelConfig
 from .npy import Archive, ArrayHeader, Unreadable
 from .vocab import NUM_SPECIAL, Vocabulary
@@ -45,6 +49,7 @@ FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
 PARAM_PREFIX = "param/"
 METADATA_KEY = "metadata"
+KNOWN_RECORDS_KEY = "known_records"
 PRETRAINED_NAME = "pretrained-shakespeare.npz"
 FLOAT_TYPES = ("float16", "float32", "float64")  # of the weights; float16 is widened on loading
 MAX_METADATA_BYTES = 32 << 20  # a vocabulary of all of Unicode takes about 17 MB
@@ -59,6 +64,7 @@ class Checkpoint:
     vocab: Vocabulary
     training: dict | None = None  # JSON-able training state, None if not resumable
     training_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    known_records: KnownRecords | None = None  # the training records of a records model
 
 
 def pretrained_model() -> str:
@@ -83,7 +89,7 @@ def for_sampling(checkpoint: Checkpoint, dtype: str | None = None) -> Checkpoint
     if dtype is not None:
         params = {name: value.astype(dtype) for name, value in model.params.items()}
         model = Model(model.config, params)
-    return Checkpoint(model, checkpoint.vocab, training)
+    return Checkpoint(model, checkpoint.vocab, training, known_records=checkpoint.known_records)
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
@@ -99,6 +105,9 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     }
     arrays = {PARAM_PREFIX + name: value for name, value in model.params.items()}
     arrays.update(checkpoint.training_arrays)
+    if checkpoint.known_records is not None:
+        metadata[KNOWN_RECORDS_KEY] = len(checkpoint.known_records)
+        arrays[KNOWN_RECORDS_KEY] = checkpoint.known_records.hashes
     arrays[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
 
     write_atomically(path, lambda file: np.savez(file, allow_pickle=False, **arrays))
@@ -254,9 +263,18 @@ def _training_limit(config: ModelConfig, training: dict | None) -> int:
     return 2 * config.num_params() + state
 
 
-def _check_headers(path: str, archive: Archive, config: ModelConfig, training: dict | None):
-    """Every array's header against what the metadata says the model needs, before any
-    array is read."""
+def _check_known_records(path: str, header: ArrayHeader, count) -> None:
+    """The known records' header against the count in the metadata."""
+    if type(count) is not int or header.dtype.name != "uint64" or header.shape != (count,):
+        raise CharrnnError(f"{path}: damaged checkpoint ({KNOWN_RECORDS_KEY!r} has shape "
+                           f"{header.shape} and type {header.dtype}, expected "
+                           f"({reprlib.repr(count)},) of uint64)")
+
+
+def _check_headers(path: str, archive: Archive, config: ModelConfig, training: dict | None,
+                   known_records):
+    """Every array's header against what the metadata says the model needs (``known_records``:
+    the metadata's count of them), before any array is read."""
     if 3 * config.num_layers + 3 > len(archive.names):  # embedding, 3 per layer, output's 2
         raise CharrnnError(f"{path}: damaged checkpoint (a model of {config.num_layers} layers "
                            f"in {len(archive.names)} arrays)")
@@ -270,7 +288,9 @@ def _check_headers(path: str, archive: Archive, config: ModelConfig, training: d
         if name == METADATA_KEY:
             continue
         header = _array_header(path, archive, name)
-        if name in expected:
+        if name == KNOWN_RECORDS_KEY:
+            _check_known_records(path, header, known_records)
+        elif name in expected:
             if header.shape != expected[name] or header.dtype.name not in FLOAT_TYPES:
                 raise CharrnnError(
                     f"{path}: damaged checkpoint ({name.removeprefix(PARAM_PREFIX)!r} has shape "
@@ -312,11 +332,17 @@ def _load(path: str, file: BinaryIO) -> Checkpoint:
         metadata = _parse_metadata(path, archive)
         config, vocab = _describe_model(path, metadata)
         training = metadata.get("training")
-        _check_headers(path, archive, config, training)
+        _check_headers(path, archive, config, training, metadata.get(KNOWN_RECORDS_KEY))
         params = _read_params(path, archive, config)
         training_arrays = {name: _read_array(path, archive, name) for name in archive.names
-                           if name != METADATA_KEY and not name.startswith(PARAM_PREFIX)}
-    return Checkpoint(Model(config, params), vocab, training, training_arrays)
+                           if name not in (METADATA_KEY, KNOWN_RECORDS_KEY)
+                           and not name.startswith(PARAM_PREFIX)}
+        known_records = None
+        if KNOWN_RECORDS_KEY in archive.names:
+            known_records = KnownRecords(_read_array(path, archive, KNOWN_RECORDS_KEY))
+        elif KNOWN_RECORDS_KEY in metadata:
+            raise CharrnnError(f"{path}: damaged checkpoint (no array {KNOWN_RECORDS_KEY!r})")
+    return Checkpoint(Model(config, params), vocab, training, training_arrays, known_records)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .vocab import NUM_SPECIAL, Vocabulary, code_points
+from .vocab import END_ID, NUM_SPECIAL, Vocabulary, code_points
 
 BLOCK_SIZE = 1 << 20  # tokens turned into text at a time
+MAX_KEPT = 1 << 22  # records a checkpoint keeps at most: 32 MiB of hashes (see kept_records)
 
 
 def record_hash(record: str) -> int:
@@ -62,7 +63,25 @@ class KnownRecords:
     def __len__(self) -> int:
         return len(self.hashes)
 
+    def union(self, other: KnownRecords) -> KnownRecords:
+        return KnownRecords(np.concatenate([self.hashes, other.hashes]))
+
     def __contains__(self, record: str) -> bool:
         key = np.uint64(record_hash(record))
         index = int(np.searchsorted(self.hashes, key))
         return index < len(self.hashes) and self.hashes[index] == key
+
+
+def kept_records(token_arrays: Iterable[np.ndarray], vocab: Vocabulary,
+                 earlier: KnownRecords | None = None) -> KnownRecords | None:
+    """What a records model's checkpoint keeps of its training records: those of the
+    records layouts ``token_arrays`` (the training and held-out parts of a text) and the
+    ``earlier`` ones of the checkpoint it was resumed or fine-tuned from. None (nothing
+    kept) beyond MAX_KEPT records."""
+    token_arrays = list(token_arrays)
+    count = sum(int(np.count_nonzero(tokens == END_ID)) for tokens in token_arrays)
+    if count + (0 if earlier is None else len(earlier)) > MAX_KEPT:
+        return None
+    known = KnownRecords.from_records(record for tokens in token_arrays
+                                      for record in records_of_tokens(tokens, vocab))
+    return known if earlier is None else known.union(earlier)

@@ -307,10 +307,19 @@ def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1
     ends with one of the ``stop`` strings (which is kept).
     """
     temperatures = [float(t) for t in np.atleast_1d(temperature)]
-    batch_size = num_samples * len(temperatures)
-    sampler = Sampler(sampling, np.repeat(temperatures, num_samples),
-                      sample_rngs(seed, num_samples, len(temperatures)),
-                      vocab.encode(prime)[0], model.config.vocab_size)
+    return generate_rows(model, vocab, np.repeat(temperatures, num_samples),
+                         sample_rngs(seed, num_samples, len(temperatures)), length=length,
+                         sampling=sampling, prime=prime, stop=stop)
+
+
+def generate_rows(model: Model, vocab: Vocabulary, temperatures: Sequence[float],
+                  rngs: Sequence[np.random.Generator], *, length: int, sampling: Sampling,
+                  prime: str, stop: tuple[str, ...]) -> Iterator[Piece]:
+    """``generate`` for samples given one by one: sample i at ``temperatures[i]``, drawing
+    from ``rngs[i]``."""
+    batch_size = len(rngs)
+    sampler = Sampler(sampling, temperatures, rngs, vocab.encode(prime)[0],
+                      model.config.vocab_size)
     stepper, logits = primed_start(model, vocab, prime, batch_size)
     log_probs = LogProbTotals(batch_size, model.config.vocab_size, logits.dtype)
     chars = [vocab.token(token) for token in range(vocab.size)]

@@ -27,6 +27,7 @@ from .corpus import Corpus
 from .errors import CharrnnError
 from .evaluate import score_tokens
 from .fine_tune import extended_params
+from .known_records import KnownRecords, kept_records
 from .model import Model, ModelConfig, init_params
 from .optim import Adam, clip_scale
 from .parallel import Workers
@@ -102,9 +103,16 @@ class Trainer:
     take the gradients' norm and make the update.
     """
 
-    def __init__(self, model: Model, corpus: Corpus, out: Path, state: TrainingState):
+    def __init__(self, model: Model, corpus: Corpus, out: Path, state: TrainingState,
+                 earlier_records: KnownRecords | None = None):
         self.model, self.corpus, self.out = model, corpus, Path(out)
         self.settings = settings = state.settings
+        # A records model keeps its training records (with those it saw before, in
+        # ``earlier_records``), so that a sample can tell a new record from a copy.
+        self.known_records = None
+        if settings.records:
+            self.known_records = kept_records((corpus.train_tokens, corpus.val_tokens),
+                                              corpus.vocab, earlier_records)
         batch_size, longest = fit_window(len(corpus.train_tokens), settings.batch_size,
                                          settings.window_range()[1])
         self.windows = Windows(corpus.train_tokens, batch_size, longest)
@@ -283,8 +291,9 @@ class Trainer:
         weights are no longer finite."""
         if not all(np.isfinite(param).all() for param in self.model.params.values()):
             raise self._diverged("the weights are no longer finite")
-        save_checkpoint(path or self.out,
-                        to_checkpoint(self.model, self.corpus.vocab, self.state()))
+        checkpoint = to_checkpoint(self.model, self.corpus.vocab, self.state())
+        checkpoint.known_records = self.known_records
+        save_checkpoint(path or self.out, checkpoint)
         if path is None:
             self.counters.saved_step = self.position.step
 
@@ -303,7 +312,8 @@ def new_trainer(corpus: Corpus, config: ModelConfig, settings: TrainSettings, ou
     if init_from is not None:
         params = extended_params(init_from.model.params, init_from.vocab, corpus.vocab, params)
     return Trainer(Model(config, params), corpus, out,
-                   TrainingState(settings, rng.bit_generator.state))
+                   TrainingState(settings, rng.bit_generator.state),
+                   None if init_from is None else init_from.known_records)
 
 
 def resume_trainer(checkpoint: Checkpoint, read_corpus: Callable[[TrainSettings], Corpus],
@@ -332,4 +342,4 @@ def resume_trainer(checkpoint: Checkpoint, read_corpus: Callable[[TrainSettings]
     if not (same_layout and saved.corpus_checksum == corpus.checksum):
         notify("the corpus or its layout changed: training restarts at the start of the data")
         state = replace(state, position=Position(step=saved.position.step), carried=None)
-    return Trainer(checkpoint.model, corpus, out, state)
+    return Trainer(checkpoint.model, corpus, out, state, checkpoint.known_records)

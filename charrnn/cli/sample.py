@@ -9,7 +9,10 @@ import numpy as np
 
 from ..beam import beam_search
 from ..checkpoint import load_checkpoint, pretrained_model
-from ..sample import OrderedWriter, Sampling, generate, whole_samples
+from ..errors import CharrnnError
+from ..known_records import KnownRecords
+from ..novelty import MAX_DRAWS, novel_samples
+from ..sample import OrderedWriter, Sample, Sampling, generate, whole_samples
 from ..text import read_text
 from .output import (FiniteFloatRange, NumberList, StdoutText, encoding_option, errors_option,
                      parse_escapes)
@@ -58,12 +61,16 @@ from .output import (FiniteFloatRange, NumberList, StdoutText, encoding_option, 
 @click.option("--beam-width", type=click.IntRange(min=1), default=None,
               help="Print the most likely continuation found by a beam this wide, instead of "
                    "drawing at random (1 is greedy).")
+@click.option("--novel", is_flag=True,
+              help="Records models: draw a sample again while it is a record of the training "
+                   f"text, up to {MAX_DRAWS} times (a sample that stays a copy is left out, "
+                   "with a note); samples are printed when all are drawn.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object per sample (text, log-probability, why it stopped) "
-                   "instead of streaming text.")
+              help="Print one JSON object per sample (text, log-probability, why it stopped, "
+                   "whether it is a training record) instead of streaming text.")
 def sample(checkpoint, length, temperature, top_k, top_p, min_p, repetition_penalty,
            repetition_window, stop, prime, prime_file, encoding,
-           errors, seed, num_samples, beam_width, as_json):
+           errors, seed, num_samples, beam_width, novel, as_json):
     """Generate text from a trained model, streamed to standard output.
 
     With no CHECKPOINT, samples from the small Shakespeare model that ships
@@ -75,26 +82,45 @@ def sample(checkpoint, length, temperature, top_k, top_p, min_p, repetition_pena
         raise click.UsageError("give --prime or --prime-file, not both")
     if beam_width is not None and num_samples > 1:
         raise click.UsageError("--beam-width gives one text: leave out --num-samples")
+    if beam_width is not None and novel:
+        raise click.UsageError("--novel draws at random: leave out --beam-width")
     loaded = load_checkpoint(checkpoint or pretrained_model())
+    known = loaded.known_records
+    if novel and known is None:
+        raise CharrnnError("--novel needs the training records, and this checkpoint keeps "
+                           "none (only models trained with --records by this version do)")
     prime = read_prime(loaded.vocab, prime, prime_file, encoding, errors)
     if beam_width is not None:
         best = beam_search(loaded.model, loaded.vocab, width=beam_width, length=length,
                            prime=prime)
-        write_results([{"index": 0, "seed": None, "prime": prime,
-                        "temperature": None, "text": loaded.vocab.decode(best.tokens),
-                        "log_prob": best.log_prob,
-                        "stop_reason": "end" if best.ended else "length"}], as_json)
+        found = Sample(loaded.vocab.decode(best.tokens), "end" if best.ended else "length",
+                       best.log_prob)
+        write_results([sample_result(0, found, None, None, prime, known)], as_json)
         return
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
     sampling = Sampling(top_k=top_k, top_p=top_p, min_p=min_p,
                         repetition_penalty=repetition_penalty, repetition_window=repetition_window)
-    pieces = generate(loaded.model, loaded.vocab, seed=seed, num_samples=num_samples,
-                      length=length, temperature=temperature, sampling=sampling, prime=prime,
-                      stop=tuple(parse_escapes(text) for text in stop if text))
+    options = {"length": length, "sampling": sampling, "prime": prime,
+               "stop": tuple(parse_escapes(text) for text in stop if text)}
     temperatures = [t for t in temperature for _ in range(num_samples)]  # of each sample
+    if novel:
+        found = novel_samples(loaded.model, loaded.vocab, known, seed=seed,
+                              num_samples=num_samples, temperatures=temperature, **options)
+        for index, sample_found in enumerate(found):
+            if sample_found is None:
+                click.echo(f"note: sample {index} (temperature {temperatures[index]}) was a "
+                           f"training record in all {MAX_DRAWS} draws and is left out", err=True)
+        write_results([sample_result(index, sample_found, temperatures[index], seed, prime, known)
+                       for index, sample_found in enumerate(found) if sample_found is not None],
+                      as_json)
+        return
+    pieces = generate(loaded.model, loaded.vocab, seed=seed, num_samples=num_samples,
+                      temperature=temperature, **options)
     if as_json:
-        write_results(collect_samples(pieces, temperatures, prime, seed), as_json=True)
+        write_results([sample_result(index, sample_found, temperatures[index], seed, prime, known)
+                       for index, sample_found
+                       in enumerate(whole_samples(pieces, len(temperatures)))], as_json=True)
         return
     writer = OrderedWriter(StdoutText(), len(temperatures), prefix=prime)
     for piece in pieces:
@@ -113,12 +139,13 @@ def read_prime(vocab, prime: str, prime_file: str | None, encoding: str, errors:
     return prime
 
 
-def collect_samples(pieces, temperatures: list[float], prime: str, seed: int) -> list[dict]:
-    """The finished samples as dicts, for --json; ``temperatures`` has each sample's."""
-    return [{"index": index, "seed": seed, "temperature": temperature, "prime": prime,
-             "text": sample.text, "log_prob": sample.log_prob, "stop_reason": sample.stop_reason}
-            for index, (sample, temperature)
-            in enumerate(zip(whole_samples(pieces, len(temperatures)), temperatures))]
+def sample_result(index: int, sample: Sample, temperature: float | None, seed: int | None,
+                  prime: str, known: KnownRecords | None) -> dict:
+    """A sample as printed by --json. in_training: whether the prime and text make a record
+    of the training text (null for a model that keeps none)."""
+    return {"index": index, "seed": seed, "temperature": temperature, "prime": prime,
+            "text": sample.text, "log_prob": sample.log_prob, "stop_reason": sample.stop_reason,
+            "in_training": None if known is None else prime + sample.text in known}
 
 
 def write_results(results: list[dict], as_json: bool) -> None:

@@ -20,6 +20,7 @@ from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, SettingNeeded, TrainSet
 from ..text import default_corpus, training_files
 from ..vocab import shown_characters
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
+from ..known_records import MAX_KEPT
 from ..training_samples import TrainingSampler
 from ..training_state import saved_settings
 from .output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
@@ -293,6 +294,9 @@ def describe_start(trainer, text_name: str) -> None:
     if len(corpus.val_tokens) < 2:
         click.echo("note: the text is too short to hold any out for validation; --keep-best "
                    "and --patience have nothing to go on", err=True)
+    if settings.records and trainer.known_records is None:
+        click.echo(f"note: more than {MAX_KEPT:,} records: the checkpoint will not keep them, "
+                   "so 'sample --novel' and in_training are not available", err=True)
     threads = trainer.workers.num_workers
     click.echo(f"training on {text_name}: {corpus.num_chars:,} characters, vocabulary "
                f"{corpus.vocab.size}, {trainer.model.config.num_params():,} parameters; "
