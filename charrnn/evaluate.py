@@ -1,5 +1,6 @@
 """Scoring a text: average negative log-likelihood per predicted token, overall and broken
-down by the character predicted.
+down by the character predicted; and scoring each line of a text on its own
+(``score_lines``), exactly, many lines side by side.
 
 ``score_tokens`` is the one scorer: ``charrnn eval`` (through ``score_text``)
 and validation during training both use it. It gives what one sequential
@@ -122,6 +123,62 @@ def score_text(model: Model, vocab: Vocabulary, text: str, delimiter: str | None
     tokens, num_skipped = text_tokens(text, vocab, delimiter)
     score = score_tokens(model, tokens, by_token)
     return TextScore(score, int(np.count_nonzero(tokens == END_ID)), num_skipped)
+
+
+@dataclass(frozen=True)
+class LineScore:
+    """The score of one line (or record) on its own."""
+
+    log_prob: float  # natural log of the model's probability of its characters and its end
+    num_predictions: int  # the characters scored and the end
+    num_skipped: int  # characters outside the vocabulary, left out
+
+    @property
+    def nats_per_char(self) -> float:
+        return -self.log_prob / self.num_predictions if self.num_predictions else math.nan
+
+
+def split_lines(text: str, delimiter: str | None) -> list[str]:
+    """The records of a text split at ``delimiter``, or its lines with None, empty ones
+    kept; a delimiter at the very end ends the last one rather than starting another."""
+    pieces = text.split("\n" if delimiter is None else delimiter)
+    return pieces[:-1] if pieces[-1] == "" else pieces
+
+
+def score_lines(model: Model, vocab: Vocabulary, lines: list[str],
+                delimiter: str | None) -> list[LineScore]:
+    """Score each line on its own, from <START>, as the model would write it whole: its
+    characters (those in ``vocab``) and its end, which is <END> for a records model (a
+    ``delimiter``) and the newline for a one-sequence model (None)."""
+    end = [END_ID] if delimiter is not None else list(vocab.encode("\n")[0])
+    encoded = [vocab.encode(line) for line in lines]
+    sequences = [np.concatenate([[START_ID], tokens, end]).astype(np.int64)
+                 for tokens, _ in encoded]
+    losses = sequence_losses(model, sequences)
+    return [LineScore(-float(loss), len(sequence) - 1, num_skipped)
+            for loss, sequence, (_, num_skipped) in zip(losses, sequences, encoded)]
+
+
+def sequence_losses(model: Model, sequences: list[np.ndarray],
+                    batch_size: int = SCORE_BATCH_SIZE,
+                    window_length: int = SCORE_WINDOW_LENGTH) -> np.ndarray:
+    """The summed negative log-likelihood (N,) of each token sequence's tokens after its
+    first, each run on its own from a zero state. Sequences of like length share a batch,
+    one per row, padded with <START> (never scored); long ones go a window at a time."""
+    totals = np.zeros(len(sequences))
+    order = np.argsort([len(sequence) for sequence in sequences], kind="stable")
+    for first in range(0, len(order), batch_size):
+        rows = order[first: first + batch_size]
+        grid = np.full((max(len(sequences[row]) for row in rows), len(rows)), START_ID)  # (L, B)
+        for column, row in enumerate(rows):
+            grid[: len(sequences[row]), column] = sequences[row]
+        state = model.zero_state(len(rows))
+        for start in range(0, len(grid) - 1, window_length):
+            inputs = grid[start: start + window_length]
+            targets = grid[start + 1: start + 1 + window_length]
+            losses, state = model.target_losses(inputs[: len(targets)], targets, state)
+            totals[rows] += losses.sum(axis=0)
+    return totals
 
 
 CHARACTER_CLASSES = ("lowercase", "uppercase", "digit", "space", "newline", "punctuation",

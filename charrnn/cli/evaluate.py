@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
 from ..checkpoint import load_checkpoint
 from ..errors import CharrnnError
-from ..evaluate import breakdown, score_text
+from ..evaluate import breakdown, score_lines, score_text, split_lines
 from ..text import read_text, source_name
 from ..training_state import saved_settings
-from .output import encoding_option, errors_option, print_line, stdout_console
+from .output import encoding_option, errors_option, escape, print_line, stdout_console
 
 
 @click.command(name="eval")
@@ -22,8 +23,12 @@ from .output import encoding_option, errors_option, print_line, stdout_console
 @click.option("--per-char", is_flag=True,
               help="Also break the loss down by character class and show the hardest "
                    "characters.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
+@click.option("--per-line", is_flag=True,
+              help="Score each line (each record, for a records model) on its own instead: "
+                   "its log-probability, nats/char and text, tab-separated, in input order.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON object (with --per-line, one per line).")
+def evaluate(checkpoint, file, encoding, errors, per_char, per_line, as_json):
     """Score a model on a text file (or - for standard input).
 
     Reports the average negative log-likelihood of each next character in
@@ -32,9 +37,15 @@ def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
     scored too. Characters outside the model's vocabulary are skipped and
     counted.
     """
+    if per_char and per_line:
+        raise click.UsageError("--per-char and --per-line give different reports: choose one")
     loaded = load_checkpoint(checkpoint)
     text = read_text(file, encoding, errors)
     settings = saved_settings(loaded)
+    if per_line:
+        print_line_scores(loaded, text, settings.delimiter if settings.records else None,
+                          as_json)
+        return
     scored = score_text(loaded.model, loaded.vocab, text,
                         settings.delimiter if settings.records else None, by_token=per_char)
     score, num_chars, skipped = scored.score, scored.num_chars, scored.num_skipped
@@ -64,6 +75,28 @@ def evaluate(checkpoint, file, encoding, errors, per_char, as_json):
                f"skipped      {skipped:,} characters outside the vocabulary")
     if per_char:
         print_breakdown(by_class, by_token, score)
+
+
+def print_line_scores(loaded, text: str, delimiter: str | None, as_json: bool) -> None:
+    """One line per line of ``text`` (record, with a ``delimiter``): its log-probability,
+    nats/char and text (escaped), tab-separated; or a JSON object."""
+    lines = split_lines(text, delimiter)
+    if not lines:
+        raise CharrnnError("nothing to score (no lines)")
+    scores = score_lines(loaded.model, loaded.vocab, lines, delimiter)
+    for number, (line, score) in enumerate(zip(lines, scores), start=1):
+        nats = None if math.isnan(score.nats_per_char) else score.nats_per_char
+        if as_json:
+            print_line(json.dumps({"line": number, "text": line, "log_prob": score.log_prob,
+                                   "nats_per_char": nats, "predictions": score.num_predictions,
+                                   "characters_skipped": score.num_skipped}, ensure_ascii=False))
+        else:
+            nats_text = "nan" if nats is None else f"{nats:.4f}"
+            print_line(f"{score.log_prob:.4f}\t{nats_text}\t{escape(line)}")
+    skipped = sum(score.num_skipped for score in scores)
+    if skipped:
+        click.echo(f"note: skipped {skipped:,} character{'s' * (skipped != 1)} outside the "
+                   "vocabulary", err=True)
 
 
 def row_dict(row, key: str) -> dict:

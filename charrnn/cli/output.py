@@ -51,6 +51,12 @@ def parse_escapes(value: str) -> str:
     return result.replace("\0", "\\")
 
 
+def escape(text: str) -> str:
+    r"""The inverse of ``parse_escapes``: backslashes, tabs and newlines written as \\, \t
+    and \n, so that any text fits in one tab-separated column."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
 @contextmanager
 def writing_output():
     """Report a failure to write standard output (such as a full disk) as one message; a pipe
