@@ -2,7 +2,7 @@
 down by the character predicted; and scoring each line of a text on its own
 (``score_lines``), exactly, many lines side by side.
 
-``score_tokens`` is the one scorer: ``charrnn eval`` (through ``score_text``)
+``score_tokens`` is the one scorer of a text: ``charrnn eval`` (through ``score_text``)
 and validation during training both use it. It gives what one sequential
 pass from a zero state would (to within 0.001 nats/char, as tested), at the
 speed of a batch: the tokens are cut into up to SCORE_BATCH_SIZE streams
