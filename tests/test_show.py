@@ -306,13 +306,20 @@ def test_records_from_standard_input_are_shown_record_by_record(tmp_path):
     (("--what", "gates"), "'gates' is not one of"),
     (("--find", "--unit", "0:1"), "--find makes its own table"),
     (("--json", "--html", "x.html"), "give --json or --html"),
+    (("--html", "/proc/no/x.html"), "cannot write /proc/no/x.html"),
 ])
 def test_bad_options_are_one_line(tiny_checkpoint, tiny_text_file, args, message):
     result = run("show", tiny_checkpoint, tiny_text_file, *args)
-    assert result.exit_code == 2 and result.stdout == ""
+    assert result.exit_code == (1 if "cannot write" in message else 2) and result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("charrnn: error:") and message in lines[0], \
         result.stderr
+
+
+def test_the_page_never_replaces_the_text(tiny_checkpoint, tiny_text_file):
+    result = run("show", tiny_checkpoint, tiny_text_file, "--html", tiny_text_file)
+    assert result.exit_code == 2 and "is the text itself" in result.stderr
+    assert tiny_text_file.read_text() == TINY_TEXT
 
 
 def test_what_a_gru_has(tmp_path, tiny_text_file):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import click
 import numpy as np
 
 from ..cells import CELLS
-from ..checkpoint import Checkpoint, load_checkpoint, pretrained_model
+from ..checkpoint import (Checkpoint, check_writable, load_checkpoint, pretrained_model,
+                          write_atomically)
 from ..corpus import text_tokens
 from ..errors import CharrnnError
 from ..features import FEATURES, excerpt, find_units, text_features, token_text
@@ -70,6 +72,10 @@ def show(checkpoint, file, unit_text, what, find, html_path, as_json, no_color, 
         raise click.UsageError("--find makes its own table: leave out --unit and --html")
     if as_json and html_path:
         raise click.UsageError("give --json or --html, not both")
+    if html_path:
+        if file not in (None, "-") and Path(html_path).resolve() == Path(file).resolve():
+            raise click.BadParameter("is the text itself", param_hint="'--html'")
+        check_writable(html_path)
     loaded = load_checkpoint(checkpoint or pretrained_model())
     kind = unit_kind(loaded, what)
     unit = parse_unit(loaded, unit_text)
@@ -218,12 +224,9 @@ class View:
                         guesses=self.trace.guesses[self.shown],
                         guess_probs=self.trace.guess_probs[self.shown], guess_labels=labels,
                         values=self.values, value_label=self.unit_label or "")
-        what = self.unit_label or "surprise"
-        try:
-            with open(path, "w", encoding="utf-8") as out:
-                out.write(html_page(f"charrnn show: {name}, {what}", self.summary(), page, scale))
-        except OSError as error:
-            raise CharrnnError(f"cannot write {path} ({error.strerror})") from None
+        title = f"charrnn show: {name}, {self.unit_label or 'surprise'}"
+        document = html_page(title, self.summary(), page, scale).encode("utf-8")
+        write_atomically(path, lambda out: out.write(document))
 
 
 def number(value: float) -> float | None:
