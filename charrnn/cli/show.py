@@ -23,7 +23,7 @@ from ..text import read_text, source_name
 from ..scales import SURPRISE, UNIT, Scale
 from ..trace import Trace, Unit, shown_positions, trace_tokens
 from ..training_state import saved_settings
-from ..vocab import END_ID, NUM_SPECIAL
+from ..vocab import END_ID, NUM_SPECIAL, shown_characters
 from .output import StdoutText, encoding_option, errors_option, stdout_console
 
 UNIT_KINDS = tuple(dict.fromkeys(kind for cell in CELLS.values() for kind in cell.unit_kinds))
@@ -143,9 +143,8 @@ def read_tokens(loaded: Checkpoint, file: str | None, encoding: str, errors: str
     tokens, skipped = text_tokens(text, loaded.vocab, settings.delimiter if settings.records else None)
     name = "the sample" if file is None else source_name(file)
     if skipped:
-        unknown = "".join(loaded.vocab.unknown(text))
-        click.echo(f"note: {skipped} characters outside the model's vocabulary ({unknown!r}) "
-                   "are skipped", err=True)
+        click.echo(f"note: {skipped} characters outside the model's vocabulary "
+                   f"({shown_characters(loaded.vocab.unknown(text))}) are skipped", err=True)
     return tokens, name
 
 
