@@ -14,9 +14,11 @@ starting from the state the ``warmup`` tokens before it leave, as ``eval``
 scores (``evaluate.warmed_up_state``), so that what it records is, to
 within what the model remembers from further back, what one sequential pass
 would. A short one is read as one stream: exactly one sequential pass. On
-the shipped model and 40,000 characters of Shakespeare, a warm-up of 256
-tokens changes no character's surprise by more than 0.008 nats and no cell
-by more than 0.002 from a sequential pass (64 tokens: 0.2 and 0.05).
+40,000 characters of Shakespeare, a warm-up of 256 tokens changed no
+character's surprise by more than 0.008 nats and no cell by more than
+0.002 from a sequential pass on the 2 x 256 model first shipped (64 tokens:
+0.2 and 0.05), and 0.011 and 0.007 on the 2 x 512 one
+(``docs/make_pictures.py`` measures it).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Run from anywhere; it runs this checkout's charrnn (``python -m charrnn``) and
 needs headless Chromium (``apt-get install chromium``). It writes
 docs/show-terminal.png (the surprise view), docs/show-unit.png (the unit
 --find found for position in line), docs/show-page.png (the HTML page, one
-character's guesses open), rewrites the table between the show-find markers
-in README.md, and prints what it measured.
+character's guesses open), rewrites what lies between the show-find and
+show-measured markers in README.md (the --find table; the warm-up check, page
+size and times), and prints it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import json
 import math
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -32,7 +36,7 @@ SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"
 PASSAGE_LINES = (2001, 2024)  # lines of Shakespeare in the pictures
 PAGE_CHARS = 100_000
 LINKED_CHAR = 150  # the character whose guesses the page's picture shows
-MARKERS = ("<!-- show-find -->", "<!-- /show-find -->")
+WARMUP_CHECK_CHARS = 40_000
 
 
 def charrnn(*args, env=None) -> subprocess.CompletedProcess:
@@ -74,11 +78,20 @@ def terminal_picture(args: list, png: Path, width: int = 100) -> None:
     svg.unlink()
 
 
-def find_table(checkpoint: Path, text: Path) -> tuple[list[dict], float]:
-    start = time.perf_counter()
-    rows = [json.loads(line) for line in
+def timed(run) -> tuple[object, str]:
+    """What ``run()`` returns, and how long it took: wall time, the CPU time of the commands
+    it ran, and the machine's load meanwhile (a shared machine's figures vary with it)."""
+    start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run()
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
+    return result, (f"{wall:.0f} s ({cpu_seconds:.0f} s of CPU; load average "
+                    f"{os.getloadavg()[1]:.1f} on {os.cpu_count()} cores)")
+
+
+def find_table(checkpoint: Path, text: Path) -> list[dict]:
+    return [json.loads(line) for line in
             charrnn("show", checkpoint, text, "--find", "--json").stdout.splitlines()]
-    return rows, time.perf_counter() - start
 
 
 def markdown(rows: list[dict], checkpoint: Path, text: Path, chars: int) -> str:
@@ -92,10 +105,30 @@ def markdown(rows: list[dict], checkpoint: Path, text: Path, chars: int) -> str:
     return "\n".join(lines)
 
 
-def replace_between_markers(path: Path, content: str) -> None:
+def replace_between_markers(path: Path, name: str, content: str) -> None:
     text = path.read_text()
-    start, end = text.index(MARKERS[0]) + len(MARKERS[0]), text.index(MARKERS[1])
+    start_marker, end_marker = f"<!-- {name} -->", f"<!-- /{name} -->"
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
     path.write_text(text[:start] + "\n" + content + "\n" + text[end:])
+
+
+def warmup_check(checkpoint: Path, text: str) -> tuple[float, float]:
+    """The largest differences, in a character's surprise and in any cell, between reading
+    ``text`` as show does (streams warmed up) and in one sequential pass."""
+    sys.path.insert(0, str(REPO))
+    from charrnn.checkpoint import load_checkpoint
+    from charrnn.corpus import text_tokens
+    from charrnn.trace import Unit, trace_tokens
+
+    loaded = load_checkpoint(checkpoint)
+    config = loaded.model.config
+    tokens, _ = text_tokens(text, loaded.vocab, None)
+    units = tuple(Unit(layer, index) for layer in range(config.num_layers)
+                  for index in range(0, config.hidden_size, 8))
+    sequential = trace_tokens(loaded.model, tokens, units, "cell", max_streams=1)
+    streams = trace_tokens(loaded.model, tokens, units, "cell")
+    return (float(np.nanmax(abs(streams.nats - sequential.nats))),
+            float(np.nanmax(abs(streams.units - sequential.units))))
 
 
 def main() -> None:
@@ -116,10 +149,10 @@ def main() -> None:
             find_text = work / "tinyshakespeare.txt"
             find_text.write_text(SHAKESPEARE.read_text()[: args.chars])
 
-        rows, find_seconds = find_table(checkpoint, find_text)
+        rows, find_time = timed(lambda: find_table(checkpoint, find_text))
         table = markdown(rows, checkpoint, find_text, len(find_text.read_text()))
-        replace_between_markers(REPO / "README.md", table)
-        print(table, f"\n--find took {find_seconds:.0f} s", sep="\n")
+        replace_between_markers(REPO / "README.md", "show-find", table)
+        print(table)
 
         terminal_picture(["show", checkpoint, passage], DOCS / "show-terminal.png")
         line_unit = next(row for row in rows if row["feature"] == "position in line")
@@ -131,16 +164,23 @@ def main() -> None:
         chromium_screenshot(f"{page.as_uri()}#{LINKED_CHAR}", DOCS / "show-page.png", 1000, 640)
 
         big_page = work / "page.html"
-        start = time.perf_counter()
-        charrnn("show", checkpoint, page_text, "--html", big_page)
-        make_seconds = time.perf_counter() - start
+        _, make_time = timed(lambda: charrnn("show", checkpoint, page_text, "--html", big_page))
         small = chromium_screenshot(page.as_uri(), work / "small.png", 1000, 640)
         big = chromium_screenshot(big_page.as_uri(), work / "big.png", 1000, 640)
-        print(f"page of {PAGE_CHARS:,} characters: {big_page.stat().st_size / 1e6:.1f} MB, "
-              f"made in {make_seconds:.0f} s; headless Chromium opens and draws it in "
-              f"{big:.1f} s ({small:.1f} s for the {len(passage.read_text()):,}-character page)")
-    print("wrote docs/show-terminal.png, docs/show-unit.png, docs/show-page.png, README.md's "
-          "--find table")
+        big_page_size, passage_text = big_page.stat().st_size, passage.read_text()
+        surprise, cell = warmup_check(checkpoint, SHAKESPEARE.read_text()[:WARMUP_CHECK_CHARS])
+    measured = "\n".join([
+        f"- `--find` over {len(find_text.read_text()):,} characters: {find_time}.",
+        f"- The HTML page of the first {PAGE_CHARS:,} characters: "
+        f"{big_page_size / 1e6:.1f} MB, made in {make_time}; headless Chromium "
+        f"opens and draws it in {big:.1f} s ({small:.1f} s for a page of "
+        f"{len(passage_text):,} characters).",
+        f"- Read in warmed-up streams rather than in one pass, the first "
+        f"{WARMUP_CHECK_CHARS:,} characters: no surprise differs by more than "
+        f"{surprise:.2g} nats, no cell by more than {cell:.2g}."])
+    replace_between_markers(REPO / "README.md", "show-measured", measured)
+    print(measured, "wrote docs/show-terminal.png, docs/show-unit.png, docs/show-page.png and "
+          "README.md's --find table and measured figures", sep="\n")
 
 
 if __name__ == "__main__":

@@ -223,7 +223,7 @@ class View:
                         guesses=self.trace.guesses[self.shown],
                         guess_probs=self.trace.guess_probs[self.shown], guess_labels=labels,
                         values=self.values, value_label=self.unit_label or "")
-        title = f"charrnn show: {name}, {self.unit_label or 'surprise'}"
+        title = f"charrnn show: {Path(name).name}, {self.unit_label or 'surprise'}"
         document = html_page(title, self.summary(), page, scale).encode("utf-8")
         write_atomically(path, lambda out: out.write(document))
 
