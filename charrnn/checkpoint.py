@@ -29,7 +29,6 @@ import json
 import os
 import reprlib
 import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

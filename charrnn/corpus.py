@@ -28,7 +28,7 @@ import numpy as np
 from . import cache
 from .errors import CharrnnError
 from .text import CHUNK_SIZE, chunk_reader, decoded_pieces, source_name
-from .vocab import (END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points,
+from .vocab import (END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points, counted,
                     shown_characters)
 
 BLOCK_SIZE = 2 << 20  # tokens scanned at a time in a token array (each takes 8 bytes as an index)
@@ -209,7 +209,7 @@ def recode(encoded: EncodedText, vocab: Vocabulary, extend: bool = False) -> Enc
         vocab = Vocabulary(tuple(sorted(vocab.chars + tuple(unknown))))  # code-point order
         char_ids = vocab.lookup(code_points("".join(old_chars)))
     elif unknown:
-        raise CharrnnError(f"the text has {len(unknown)} characters the checkpoint's "
+        raise CharrnnError(f"the text has {counted(len(unknown), 'character')} the checkpoint's "
                            f"vocabulary lacks: {shown_characters(unknown)}")
     new_ids = np.concatenate([np.array([START_ID, END_ID], vocab.dtype), char_ids])  # (V_old,)
     tokens = np.empty(len(encoded.tokens), vocab.dtype)  # (N,)

@@ -32,7 +32,7 @@ from .model import Model, ModelConfig, init_params
 from .optim import Adam, clip_scale
 from .parallel import Workers
 from .schedules import Progress, fraction_done, learning_rate, window_length
-from .settings import LAYOUT_SETTINGS, TrainSettings, resumed_settings
+from .settings import LAYOUT_SETTINGS, TrainSettings, available_cores, resumed_settings
 from .step_checkpoints import prune, step_path
 from .training_state import Position, TrainingState, from_checkpoint, to_checkpoint
 from .windows import Windows, fit_window
@@ -335,6 +335,12 @@ def resume_trainer(checkpoint: Checkpoint, read_corpus: Callable[[TrainSettings]
         raise CharrnnError("the checkpoint was exported for sampling, without its optimizer "
                            "state, and cannot be resumed")
     settings = resumed_settings(saved.settings, overrides or {})
+    if "threads" not in (overrides or {}) and settings.threads > available_cores():
+        # A checkpoint may come from a bigger machine, or a stranger: never more
+        # workers than cores unless asked (the weights then round differently).
+        notify(f"the run used {settings.threads} workers; resuming with {available_cores()}, "
+               f"the cores available")
+        settings = replace(settings, threads=available_cores())
     corpus = read_corpus(settings)
     state = replace(saved, settings=settings)
     same_layout = all(getattr(saved.settings, name) == getattr(settings, name)

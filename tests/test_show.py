@@ -19,7 +19,7 @@ from charrnn.features import (FEATURES, Correlations, excerpt_start, find_units,
                               token_text)
 from charrnn.model import Model, ModelConfig, init_params
 from charrnn.trace import Unit, trace_tokens
-from charrnn.vocab import NUM_SPECIAL, START_ID, Vocabulary
+from charrnn.vocab import START_ID, Vocabulary
 
 from conftest import TINY_TEXT, train_tiny
 

@@ -8,7 +8,6 @@ import pytest
 from charrnn.checkpoint import load_checkpoint
 from charrnn.corpus import build_corpus
 from charrnn.evaluate import score_tokens
-from charrnn.model import ModelConfig
 from charrnn.sample import generate
 from charrnn.errors import CharrnnError
 from charrnn.schedules import Progress, learning_rate, window_length
@@ -129,18 +128,26 @@ def test_a_seed_and_a_thread_count_give_the_same_weights(tmp_path):
     assert any(not np.array_equal(param, one_thread[name]) for name, param in first.items())
 
 
-def test_threads_default_to_the_cores_and_resume_keeps_them(tmp_path, monkeypatch):
+def test_threads_default_to_the_cores_and_resume_keeps_them_up_to_the_cores(tmp_path, monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
     trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", max_steps=2, batch_size=2)
     assert trainer.settings.threads == 3 and trainer.workers.num_workers == 2  # one row each
     trainer.run()
     checkpoint = load_checkpoint(tmp_path / "x.npz")
     assert checkpoint.training["settings"]["threads"] == 3
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     read_corpus = tiny_text_reader(checkpoint)
     assert resume_trainer(checkpoint, read_corpus, tmp_path / "x.npz").settings.threads == 3
     assert resume_trainer(checkpoint, read_corpus, tmp_path / "x.npz",
                           {"threads": 1}).workers.num_workers == 1
+    # On a machine with fewer cores (or from a stranger's checkpoint): never more
+    # workers than cores, unless asked.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    notes = []
+    assert resume_trainer(checkpoint, read_corpus, tmp_path / "x.npz",
+                          notify=notes.append).settings.threads == 1
+    assert notes == ["the run used 3 workers; resuming with 1, the cores available"]
+    assert resume_trainer(checkpoint, read_corpus, tmp_path / "x.npz",
+                          {"threads": 2}).settings.threads == 2
 
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):

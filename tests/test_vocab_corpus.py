@@ -11,7 +11,7 @@ from charrnn.corpus import build_corpus, records_in_pieces
 from charrnn.text import decode_text, read_text
 from charrnn.windows import Windows, fit_window
 from charrnn.errors import CharrnnError
-from charrnn.vocab import END_ID, START_ID, Vocabulary
+from charrnn.vocab import END_ID, START_ID, Vocabulary, counted
 
 
 def test_vocabulary_is_sorted_by_code_point_after_the_special_tokens():
@@ -22,6 +22,11 @@ def test_vocabulary_is_sorted_by_code_point_after_the_special_tokens():
     ids, unknown = vocab.encode("ban🍌")
     assert ids.tolist() == [4, 3, 5, 7] and unknown == 0
     assert ids.dtype == np.uint8
+
+
+def test_counts_in_messages_agree_with_their_number():
+    assert counted(1, "character") == "1 character"
+    assert [counted(n, "thread") for n in (0, 2, 1234)] == ["0 threads", "2 threads", "1,234 threads"]
 
 
 def test_unknown_characters_are_dropped_and_counted():

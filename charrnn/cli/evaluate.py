@@ -11,6 +11,7 @@ from ..checkpoint import load_checkpoint
 from ..errors import CharrnnError
 from ..evaluate import breakdown, score_lines, score_text, split_lines
 from ..text import read_text, source_name
+from ..vocab import counted
 from ..training_state import saved_settings
 from .output import encoding_option, errors_option, escape, print_line, stdout_console
 
@@ -71,8 +72,8 @@ def evaluate(checkpoint, file, encoding, errors, per_char, per_line, as_json):
                f"bits/char    {score.bits_per_char:.4f}\n"
                f"perplexity   {score.perplexity:.3f}\n"
                f"scored       {score.num_scored:,} predictions "
-               f"({num_chars:,} characters, {scored.num_sequences:,} <END>)\n"
-               f"skipped      {skipped:,} characters outside the vocabulary")
+               f"({counted(num_chars, 'character')}, {scored.num_sequences:,} <END>)\n"
+               f"skipped      {counted(skipped, 'character')} outside the vocabulary")
     if per_char:
         print_breakdown(by_class, by_token, score)
 

@@ -23,7 +23,7 @@ from ..text import read_text, source_name
 from ..scales import SURPRISE, UNIT, Scale
 from ..trace import Trace, Unit, shown_positions, trace_tokens
 from ..training_state import saved_settings
-from ..vocab import END_ID, NUM_SPECIAL, shown_characters
+from ..vocab import END_ID, NUM_SPECIAL, counted, shown_characters
 from .output import StdoutText, encoding_option, errors_option, stdout_console
 
 UNIT_KINDS = tuple(dict.fromkeys(kind for cell in CELLS.values() for kind in cell.unit_kinds))
@@ -136,14 +136,14 @@ def read_tokens(loaded: Checkpoint, file: str | None, encoding: str, errors: str
         pieces = generate(loaded.model, loaded.vocab, seed=seed, length=length,
                           temperature=SAMPLE_TEMPERATURE)
         text = "".join(piece.text for piece in pieces)
-        click.echo(f"note: showing a sample of {len(text)} characters (--seed {seed})", err=True)
+        click.echo(f"note: showing a sample of {counted(len(text), 'character')} (--seed {seed})", err=True)
     else:
         text = read_text(file, encoding, errors)
     settings = saved_settings(loaded)
     tokens, skipped = text_tokens(text, loaded.vocab, settings.delimiter if settings.records else None)
     name = "the sample" if file is None else source_name(file)
     if skipped:
-        click.echo(f"note: {skipped} characters outside the model's vocabulary "
+        click.echo(f"note: {counted(skipped, 'character')} outside the model's vocabulary "
                    f"({shown_characters(loaded.vocab.unknown(text))}) are skipped", err=True)
     return tokens, name
 

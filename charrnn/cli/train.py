@@ -18,7 +18,7 @@ from ..fine_tune import fine_tuned_config, new_characters
 from ..model import ModelConfig
 from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, SettingNeeded, TrainSettings
 from ..text import default_corpus, training_files
-from ..vocab import shown_characters
+from ..vocab import counted, shown_characters
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
 from ..known_records import MAX_KEPT
 from ..training_samples import TrainingSampler
@@ -146,8 +146,9 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help="Seed for the initial weights and dropout.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Workers (processes) that share each step, one core each; 1 computes it "
-                   "in one process as before. A seed and a thread count always give the same "
-                   "weights [default: the cores available; on --resume, the checkpoint's].")
+                   "in one process. A seed and a thread count always give the same weights "
+                   "[default: the cores available; on --resume, the checkpoint's, at most "
+                   "the cores available].")
 @click.option("--max-steps", type=click.IntRange(min=0), default=None,
               help="Stop after this many updates in all (counting resumed ones).")
 @click.option("--max-epochs", type=FiniteFloatRange(min=0), default=None,
@@ -276,7 +277,7 @@ def describe_fine_tuning(checkpoint, vocab, settings: TrainSettings) -> None:
     """Notes on stderr: the characters added, and a layout that differs from the checkpoint's."""
     added = new_characters(checkpoint.vocab, vocab)
     if added:
-        click.echo(f"note: the text has {len(added)} characters the checkpoint's vocabulary "
+        click.echo(f"note: the text has {counted(len(added), 'character')} the checkpoint's vocabulary "
                    f"lacks, given new rows: {shown_characters(added)}", err=True)
     if checkpoint.training is not None and saved_settings(checkpoint).records != settings.records:
         before, now = ("without", "with") if settings.records else ("with", "without")
@@ -297,10 +298,9 @@ def describe_start(trainer, text_name: str) -> None:
     if settings.records and trainer.known_records is None:
         click.echo(f"note: more than {MAX_KEPT:,} records: the checkpoint will not keep them, "
                    "so 'sample --novel' and in_training are not available", err=True)
-    threads = trainer.workers.num_workers
-    click.echo(f"training on {text_name}: {corpus.num_chars:,} characters, vocabulary "
+    click.echo(f"training on {text_name}: {counted(corpus.num_chars, 'character')}, vocabulary "
                f"{corpus.vocab.size}, {trainer.model.config.num_params():,} parameters; "
-               f"{threads} thread{'s' if threads > 1 else ''}", err=True)
+               f"{counted(trainer.workers.num_workers, 'thread')}", err=True)
 
 
 def run_until_stopped(trainer, sample_every: int | None = None,
