@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
-
-import numpy as np
 
 from . import gru, lstm, rnn
 
@@ -34,25 +32,15 @@ class Cell:
     stepper: type
     unit_kinds: tuple[str, ...]  # the first is the one to look at by default
     unit_values: Callable
-    bias_starts: dict[str, float] = field(default_factory=dict)  # gate: its bias's first value
 
     @property
     def num_gates(self) -> int:
         return len(self.gate_order)
 
-    def initial_bias(self, hidden_size: int, dtype=np.float64) -> np.ndarray:
-        """A layer's bias as training starts (G*H,): zero, but for the gates of
-        ``bias_starts``."""
-        bias = np.zeros((self.num_gates, hidden_size), dtype)
-        for gate, value in self.bias_starts.items():
-            bias[self.gate_order.index(gate)] = value
-        return bias.ravel()
-
 
 CELLS = {
     "lstm": Cell("lstm", lstm.GATE_ORDER, ("h", "c"), lstm.lstm_forward, lstm.lstm_backward,
-                 lstm.lstm_step, lstm.LSTMStepper, lstm.UNIT_KINDS, lstm.lstm_unit_values,
-                 lstm.BIAS_STARTS),
+                 lstm.lstm_step, lstm.LSTMStepper, lstm.UNIT_KINDS, lstm.lstm_unit_values),
     "gru": Cell("gru", gru.GATE_ORDER, ("h",), gru.gru_forward, gru.gru_backward, gru.gru_step,
                 gru.GRUStepper, gru.UNIT_KINDS, gru.gru_unit_values),
     "rnn": Cell("rnn", rnn.GATE_ORDER, ("h",), rnn.rnn_forward, rnn.rnn_backward, rnn.rnn_step,

@@ -30,7 +30,6 @@ from .recurrent import SumStepper, Workspace, gate_values, weight_gradients
 
 GATE_ORDER = ("input", "forget", "output", "candidate")
 NUM_GATES = len(GATE_ORDER)
-BIAS_STARTS = {"forget": 1.0}  # the forget gate starts open: the state is kept at first
 UNIT_KINDS = ("cell", "hidden", "input", "forget", "output")  # for lstm_unit_values; cell first
 
 

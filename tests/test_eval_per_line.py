@@ -25,7 +25,9 @@ def run(*args, input=None):
 
 @pytest.fixture(scope="module")
 def records_checkpoint(tmp_path_factory):
-    return train_tiny(NAMES_TEXT, tmp_path_factory.mktemp("names") / "names.npz", records=True)
+    """A records model that has learned its six names (and so finds them likely)."""
+    return train_tiny(NAMES_TEXT, tmp_path_factory.mktemp("names") / "names.npz", records=True,
+                      max_steps=100, lr=1e-2)
 
 
 def stepped_log_prob(model, tokens) -> float:

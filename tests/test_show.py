@@ -174,7 +174,7 @@ def mode_text(rng, length: int) -> str:
 
 def test_find_recovers_a_mode_a_trained_model_learned(tmp_path):
     out = train_tiny(mode_text(np.random.default_rng(0), 10_000), tmp_path / "mode.npz",
-                     max_steps=600, eval_every=600, hidden_size=32, seq_length=32,
+                     max_steps=900, eval_every=900, hidden_size=32, seq_length=32,
                      batch_size=16, lr=5e-3)
     loaded = load_checkpoint(out)
     text = mode_text(np.random.default_rng(1), 3000)
