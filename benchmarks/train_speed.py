@@ -54,7 +54,8 @@ class Setup:
         return self.batch_size * self.seq_length
 
 
-SETUPS = (Setup("a", 128, 50, 50), Setup("b", 256, 64, 100), Setup("c", 512, 64, 100))
+SETUPS = (Setup("a", 128, 50, 50), Setup("b", 256, 64, 100), Setup("c", 512, 64, 100),
+          Setup("d", 256, 32, 64))  # d: the shape of ``charrnn train``'s default step
 
 
 # -- FLOPs and GEMM speed ----------------------------------------------------
@@ -216,7 +217,7 @@ def chars_per_sec(setup: Setup, times: list[float]) -> float:
 @click.option("--min-steps", default=8, show_default=True, help="Timed steps per configuration.")
 @click.option("--min-seconds", default=5.0, show_default=True,
               help="Time at least this long per configuration.")
-@click.option("--only", default="abc", show_default=True, help="Which configurations to run.")
+@click.option("--only", default="abcd", show_default=True, help="Which configurations to run.")
 @click.option("--threads", type=click.IntRange(min=1), default=available_cores(),
               show_default="the cores available",
               help="Worker threads of the charrnn step.")
