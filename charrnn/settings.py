@@ -63,7 +63,7 @@ class TrainSettings:
     max_epochs: float | None = None
     max_time: float | None = None  # seconds of one run (a resumed run counts afresh)
     val_fraction: float = 0.05
-    eval_every: int = 100
+    eval_every: int = 250
     save_every: int | None = None  # steps between saves besides those at evaluations
     keep_last: int | None = None  # keep the last N saves of save_every in <out>.step<k>.npz
     keep_best: bool = False  # also keep the best-validation model in <out>.best.npz
