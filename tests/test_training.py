@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint
+from charrnn.cli import cli
 from charrnn.corpus import build_corpus
 from charrnn.evaluate import score_tokens
 from charrnn.sample import generate
@@ -244,6 +246,26 @@ def test_settings_of_the_wrong_type_or_range_are_refused(setting, value, message
     with pytest.raises(CharrnnError, match=message) as refused:
         TrainSettings(**{setting: value})
     assert len(str(refused.value)) < 100
+
+
+@pytest.mark.parametrize("limits, lr", [
+    ({}, 3e-3), ({"max_time": 300}, 3e-3), ({"max_time": 120}, 5e-3), ({"max_time": 200}, 5e-3),
+    ({"max_time": 120, "max_steps": 10}, 3e-3), ({"max_time": 120, "max_epochs": 1}, 3e-3),
+    ({"max_time": 120, "lr": 1e-3}, 1e-3), ({"lr": 1e-3}, 1e-3),
+])
+def test_the_default_learning_rate_is_higher_for_a_short_run_by_the_clock(limits, lr):
+    assert TrainSettings(**limits).lr == lr
+
+
+def test_the_learning_rate_chosen_is_saved_and_kept_on_resume(tmp_path, tiny_text_file):
+    out = tmp_path / "x.npz"
+    result = CliRunner().invoke(cli, ["train", str(tiny_text_file), "--out", str(out),
+                                      "--max-time", "1", "--hidden-size", "8"])
+    assert result.exit_code == 0, result.output
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.training["settings"]["lr"] == 5e-3
+    read_corpus = tiny_text_reader(checkpoint)
+    assert resume_trainer(checkpoint, read_corpus, out, {"max_steps": 1000}).settings.lr == 5e-3
 
 
 def test_settings_of_the_right_types_are_taken():

@@ -16,7 +16,8 @@ from ..corpus import load_corpus
 from ..errors import CharrnnError
 from ..fine_tune import fine_tuned_config, new_characters
 from ..model import ModelConfig
-from ..settings import DEFAULT_MAX_EPOCHS, LR_SCHEDULES, SettingNeeded, TrainSettings
+from ..settings import (DEFAULT_LR, DEFAULT_MAX_EPOCHS, LR_SCHEDULES, SHORT_RUN_LR,
+                        SHORT_RUN_SECONDS, SettingNeeded, TrainSettings)
 from ..text import default_corpus, training_files
 from ..vocab import counted, shown_characters
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
@@ -131,8 +132,9 @@ def explicit_options(ctx: click.Context, names) -> dict:
                    "(in place of --seq-length).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size,
               help="Parallel streams per step.")
-@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=DEFAULTS.lr,
-              help="Adam learning rate.")
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None,
+              help=f"Adam learning rate [default: {DEFAULT_LR:g}; {SHORT_RUN_LR:g} for a run "
+                   f"limited by --max-time alone, of at most {SHORT_RUN_SECONDS} s].")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule,
               help="constant; cosine: decay to a tenth of --lr by the step, epoch (or time) "
                    "limit; plateau: halve after two evaluations without improvement.")
