@@ -248,16 +248,21 @@ def test_settings_of_the_wrong_type_or_range_are_refused(setting, value, message
     assert len(str(refused.value)) < 100
 
 
-@pytest.mark.parametrize("limits, lr", [
-    ({}, 3e-3), ({"max_time": 300}, 3e-3), ({"max_time": 120}, 5e-3), ({"max_time": 200}, 5e-3),
-    ({"max_time": 120, "max_steps": 10}, 3e-3), ({"max_time": 120, "max_epochs": 1}, 3e-3),
-    ({"max_time": 120, "lr": 1e-3}, 1e-3), ({"lr": 1e-3}, 1e-3),
+@pytest.mark.parametrize("limits, lr, dropout", [
+    ({}, 3e-3, 0), ({"max_time": 120}, 5e-3, 0), ({"max_time": 200}, 5e-3, 0),
+    ({"max_time": 300}, 3e-3, 0), ({"max_time": 500}, 3e-3, 0), ({"max_time": 900}, 3e-3, 0.2),
+    ({"max_time": 120, "max_steps": 10}, 3e-3, 0), ({"max_time": 900, "max_epochs": 1}, 3e-3, 0),
+    ({"max_time": 120, "lr": 1e-3}, 1e-3, 0), ({"max_time": 900, "dropout": 0.0}, 3e-3, 0),
+    ({"lr": 1e-3, "dropout": 0.5}, 1e-3, 0.5),
 ])
-def test_the_default_learning_rate_is_higher_for_a_short_run_by_the_clock(limits, lr):
-    assert TrainSettings(**limits).lr == lr
+def test_a_run_by_the_clock_gets_the_defaults_of_its_length(limits, lr, dropout):
+    """A short run a higher learning rate, a long one dropout; given values always win."""
+    settings = TrainSettings(**limits)
+    assert (settings.lr, settings.dropout) == (lr, dropout)
 
 
-def test_the_learning_rate_chosen_is_saved_and_kept_on_resume(tmp_path, tiny_text_file):
+def test_the_defaults_chosen_for_a_budget_are_saved_and_kept_on_resume(tmp_path,
+                                                                      tiny_text_file):
     out = tmp_path / "x.npz"
     result = CliRunner().invoke(cli, ["train", str(tiny_text_file), "--out", str(out),
                                       "--max-time", "1", "--hidden-size", "8"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from dataclasses import MISSING, fields
@@ -16,8 +17,8 @@ from ..corpus import load_corpus
 from ..errors import CharrnnError
 from ..fine_tune import fine_tuned_config, new_characters
 from ..model import ModelConfig
-from ..settings import (DEFAULT_LR, DEFAULT_MAX_EPOCHS, LR_SCHEDULES, SHORT_RUN_LR,
-                        SHORT_RUN_SECONDS, SettingNeeded, TrainSettings)
+from ..settings import (DEFAULT_DROPOUT, DEFAULT_LR, DEFAULT_MAX_EPOCHS, LR_SCHEDULES,
+                        TIME_BUDGET_DEFAULTS, SettingNeeded, TrainSettings)
 from ..text import default_corpus, training_files
 from ..vocab import counted, shown_characters
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
@@ -32,6 +33,20 @@ MODEL_DEFAULTS = {setting.name: setting.default for setting in fields(ModelConfi
                   if setting.default is not MISSING}
 ARCHITECTURE_OPTIONS = tuple(MODEL_DEFAULTS)
 TRAINING_OPTIONS = tuple(setting.name for setting in fields(TrainSettings))
+
+
+def budget_help(column: int) -> str:
+    """How a default depends on the time budget, for --help: "0.005 up to 200 s, 0.003 over
+    200 s"; column 0 is the learning rate's, 1 the dropout's (settings.TIME_BUDGET_DEFAULTS)."""
+    rows = [(seconds, values[column]) for seconds, *values in TIME_BUDGET_DEFAULTS]
+    parts, start = [], 0
+    for (seconds, value), following in zip(rows, rows[1:] + [(None, None)]):
+        if following[1] == value:
+            continue  # one span with the next
+        parts.append(f"{value:g} up to {seconds:g} s" if seconds != math.inf
+                     else f"{value:g} over {start:g} s")
+        start = seconds
+    return ", ".join(parts)
 
 
 def flag(name: str) -> str:
@@ -133,8 +148,8 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size,
               help="Parallel streams per step.")
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None,
-              help=f"Adam learning rate [default: {DEFAULT_LR:g}; {SHORT_RUN_LR:g} for a run "
-                   f"limited by --max-time alone, of at most {SHORT_RUN_SECONDS} s].")
+              help=f"Adam learning rate [default: {DEFAULT_LR:g}; for a run limited by "
+                   f"--max-time alone, {budget_help(0)}].")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule,
               help="constant; cosine: decay to a tenth of --lr by the step, epoch (or time) "
                    "limit; plateau: halve after two evaluations without improvement.")
@@ -142,8 +157,10 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help="Raise the learning rate linearly from zero over this many steps.")
 @click.option("--clip", type=FiniteFloatRange(min=0), default=DEFAULTS.clip,
               help="Clip gradients to this global norm (0: no clipping).")
-@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=DEFAULTS.dropout,
-              help="Drop each layer's outputs with this probability while training.")
+@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=None,
+              help=f"Drop each layer's outputs with this probability while training [default: "
+                   f"{DEFAULT_DROPOUT:g}; for a run limited by --max-time alone, "
+                   f"{budget_help(1)}].")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed,
               help="Seed for the initial weights and dropout.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
