@@ -294,9 +294,9 @@ class Stepper:
 
     It holds the state of B rows and, per layer, the cell's ``LayerStepper``
     with its weights prepared once and its arrays made once: a step of one row
-    is a few matrix-vector products and a few array operations per layer. Made from the parameters as they are now: make a new
-    one after they change. Computes what ``Model.step`` does, up to float
-    rounding.
+    is a few matrix-vector products and a few array operations per layer.
+    Made from the parameters as they are now: make a new one after they
+    change. Computes what ``Model.step`` does, up to float rounding.
     """
 
     def __init__(self, model: Model, batch_size: int = 1):
@@ -306,13 +306,14 @@ class Stepper:
                        for layer in range(model.config.num_layers)]
         self.output_weight = model.params["output.weight"]  # (H, V)
         self.output_bias = model.params["output.bias"]  # (V,)
+        self.logits = np.empty((0, self.output_bias.size), self.output_bias.dtype)  # (B, V)
         self.reset(batch_size)
 
     def reset(self, batch_size: int) -> None:
         """A zero state for ``batch_size`` rows."""
         for layer in self.layers:
             layer.reset(batch_size)
-        self.logits = np.empty((batch_size, self.output_bias.size), self.output_bias.dtype)
+        self._fit_logits()
 
     @property
     def state(self) -> State:

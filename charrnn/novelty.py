@@ -11,20 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from .known_records import KnownRecords
 from .model import Model
-from .sample import Sample, Sampling, generate_rows, whole_samples
+from .sample import Sample, Sampling, generate_rows, sample_rng, whole_samples
 from .vocab import Vocabulary
 
 MAX_DRAWS = 100  # per sample, before giving up on it
-
-
-def draw_rng(seed: int, index: int, draw: int) -> np.random.Generator:
-    """The generator of the ``draw``-th draw (from 0) of sample ``index`` at a temperature:
-    the first is the one ``generate`` would use, so the first draw is the plain sample."""
-    return np.random.default_rng([seed, index] if draw == 0 else [seed, index, draw])
 
 
 def novel_samples(model: Model, vocab: Vocabulary, known: KnownRecords, *, seed: int,
@@ -41,7 +33,7 @@ def novel_samples(model: Model, vocab: Vocabulary, known: KnownRecords, *, seed:
     pending = list(range(len(wanted)))  # the samples still copying
     for draw in range(MAX_DRAWS):
         pieces = generate_rows(model, vocab, [wanted[k][0] for k in pending],
-                               [draw_rng(seed, wanted[k][1], draw) for k in pending],
+                               [sample_rng(seed, wanted[k][1], draw) for k in pending],
                                length=length, sampling=sampling, prime=prime, stop=stop)
         copies = []
         for k, sample in zip(pending, whole_samples(pieces, len(pending))):

@@ -71,7 +71,6 @@ def weight_gradients(x, h_prev, dax, dah, Wx, workspace: Workspace):
     return dx, dWx, dWh, db
 
 
-
 FEW_ROWS = 4
 
 

@@ -61,9 +61,16 @@ class Sampling:
     repetition_window: int = 64
 
 
-def sample_rngs(seed: int, num_samples: int, num_temperatures: int = 1) -> list[np.random.Generator]:
-    """Sample i at every temperature draws from a generator seeded with (seed, i)."""
-    return [np.random.default_rng([seed, index])
+def sample_rng(seed: int, index: int, draw: int = 0) -> np.random.Generator:
+    """The generator of sample ``index``: seeded with (seed, index); the ``draw``-th
+    draw again of that sample (``sample --novel``) with (seed, index, draw)."""
+    return np.random.default_rng([seed, index] if draw == 0 else [seed, index, draw])
+
+
+def sample_rngs(seed: int, num_samples: int,
+                num_temperatures: int = 1) -> list[np.random.Generator]:
+    """Sample i at every temperature draws from ``sample_rng(seed, i)``."""
+    return [sample_rng(seed, index)
             for _ in range(num_temperatures) for index in range(num_samples)]
 
 

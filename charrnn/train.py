@@ -335,12 +335,13 @@ def resume_trainer(checkpoint: Checkpoint, read_corpus: Callable[[TrainSettings]
         raise CharrnnError("the checkpoint was exported for sampling, without its optimizer "
                            "state, and cannot be resumed")
     settings = resumed_settings(saved.settings, overrides or {})
-    if "threads" not in (overrides or {}) and settings.threads > available_cores():
+    cores = available_cores()
+    if "threads" not in (overrides or {}) and settings.threads > cores:
         # A checkpoint may come from a bigger machine, or a stranger: never more
         # workers than cores unless asked (the weights then round differently).
-        notify(f"the run used {settings.threads} workers; resuming with {available_cores()}, "
-               f"the cores available")
-        settings = replace(settings, threads=available_cores())
+        notify(f"the run used {settings.threads} workers; resuming with {cores}, the cores "
+               f"available")
+        settings = replace(settings, threads=cores)
     corpus = read_corpus(settings)
     state = replace(saved, settings=settings)
     same_layout = all(getattr(saved.settings, name) == getattr(settings, name)

@@ -96,8 +96,8 @@ def print_line_scores(loaded, text: str, delimiter: str | None, as_json: bool) -
             print_line(f"{score.log_prob:.4f}\t{nats_text}\t{escape(line)}")
     skipped = sum(score.num_skipped for score in scores)
     if skipped:
-        click.echo(f"note: skipped {skipped:,} character{'s' * (skipped != 1)} outside the "
-                   "vocabulary", err=True)
+        click.echo(f"note: skipped {counted(skipped, 'character')} outside the vocabulary",
+                   err=True)
 
 
 def row_dict(row, key: str) -> dict:

@@ -136,7 +136,8 @@ def read_tokens(loaded: Checkpoint, file: str | None, encoding: str, errors: str
         pieces = generate(loaded.model, loaded.vocab, seed=seed, length=length,
                           temperature=SAMPLE_TEMPERATURE)
         text = "".join(piece.text for piece in pieces)
-        click.echo(f"note: showing a sample of {counted(len(text), 'character')} (--seed {seed})", err=True)
+        click.echo(f"note: showing a sample of {counted(len(text), 'character')} "
+                   f"(--seed {seed})", err=True)
     else:
         text = read_text(file, encoding, errors)
     settings = saved_settings(loaded)

@@ -296,8 +296,8 @@ def describe_fine_tuning(checkpoint, vocab, settings: TrainSettings) -> None:
     """Notes on stderr: the characters added, and a layout that differs from the checkpoint's."""
     added = new_characters(checkpoint.vocab, vocab)
     if added:
-        click.echo(f"note: the text has {counted(len(added), 'character')} the checkpoint's vocabulary "
-                   f"lacks, given new rows: {shown_characters(added)}", err=True)
+        click.echo(f"note: the text has {counted(len(added), 'character')} the checkpoint's "
+                   f"vocabulary lacks, given new rows: {shown_characters(added)}", err=True)
     if checkpoint.training is not None and saved_settings(checkpoint).records != settings.records:
         before, now = ("without", "with") if settings.records else ("with", "without")
         click.echo(f"note: the checkpoint was trained {before} --records, this run is {now} it",
