@@ -27,19 +27,43 @@ LR_SCHEDULES = ("constant", "cosine", "plateau")
 # Settings that decide which windows the training text is cut into.
 LAYOUT_SETTINGS = ("seq_length", "seq_length_schedule", "batch_size", "records", "delimiter",
                    "val_fraction")
-# What each number must be (as the command line's options say): a checkpoint may hold anything.
-VALID_NUMBERS = {
-    "seq_length": (lambda value: value >= 1, "at least 1"),
-    "batch_size": (lambda value: value >= 1, "at least 1"),
-    "eval_every": (lambda value: value >= 1, "at least 1"),
-    "save_every": (lambda value: value >= 1, "at least 1"),
-    "patience": (lambda value: value >= 1, "at least 1"),
-    "keep_last": (lambda value: value >= 1, "at least 1"),
-    "threads": (lambda value: value >= 1, "at least 1"),
-    "lr": (lambda value: value > 0, "above 0"),
-    "dropout": (lambda value: 0 <= value < 1, "in [0, 1)"),
-    "val_fraction": (lambda value: 0 < value < 1, "in (0, 1)"),
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Where a number setting must lie: from ``low`` to ``high``, each end included unless
+    it is open. The command line's options take their ranges from these."""
+
+    low: float = 0
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return math.isfinite(value) and above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"above {self.low:g}" if self.low_open else f"at least {self.low:g}"
+        return (f"in {'(' if self.low_open else '['}{self.low:g}, "
+                f"{self.high:g}{')' if self.high_open else ']'}")
+
+
+# Every number setting is at least 0, but these (a checkpoint may hold anything: each is checked).
+NUMBER_BOUNDS = {
+    **{name: Bounds(1) for name in ("seq_length", "batch_size", "eval_every", "save_every",
+                                     "patience", "keep_last", "threads")},
+    "lr": Bounds(0, low_open=True),
+    "dropout": Bounds(0, 1, high_open=True),
+    "val_fraction": Bounds(0, 1, low_open=True, high_open=True),
 }
+
+
+def bounds(name: str) -> Bounds:
+    """Where the number setting ``name`` must lie."""
+    return NUMBER_BOUNDS.get(name, Bounds())
 
 
 class SettingNeeded(CharrnnError):
@@ -99,8 +123,8 @@ class TrainSettings:
         self.window_range()  # refuses a malformed window schedule
 
     def _check_types_and_ranges(self) -> None:
-        """Each setting of its declared type, numbers finite and in range (at least 0 unless
-        VALID_NUMBERS says otherwise), a delimiter for records."""
+        """Each setting of its declared type, numbers finite and within their ``bounds``, a
+        delimiter for records."""
         for name, kind in get_type_hints(TrainSettings).items():
             value = getattr(self, name)
             if not _of_type(value, kind):
@@ -108,9 +132,9 @@ class TrainSettings:
                                    f"{kind.__name__ if isinstance(kind, type) else kind}")
             if value is None or isinstance(value, (bool, str)):
                 continue
-            valid, rule = VALID_NUMBERS.get(name, (lambda number: number >= 0, "at least 0"))
-            if not (math.isfinite(value) and valid(value)):
-                raise CharrnnError(f"the setting {name} is {reprlib.repr(value)}, not {rule}")
+            if value not in bounds(name):
+                raise CharrnnError(f"the setting {name} is {reprlib.repr(value)}, not "
+                                   f"{bounds(name)}")
         if self.records and not self.delimiter:
             raise CharrnnError("the setting delimiter is empty")
 

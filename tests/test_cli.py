@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import click
 import pytest
 from click.testing import CliRunner
 
 from charrnn import __version__
 from charrnn.checkpoint import load_checkpoint, pretrained_model
 from charrnn.cli import cli
+from charrnn.cli.train import setting_type
+from charrnn.settings import NUMBER_BOUNDS, bounds
 
 from conftest import TINY_TEXT
 
@@ -438,3 +441,19 @@ def test_keep_last_keeps_step_checkpoints_and_needs_save_every(tmp_path, tiny_te
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in tmp_path.glob("m.*")) == ["m.npz", "m.step4.npz",
                                                                  "m.step5.npz"]
+
+
+@pytest.mark.parametrize("name", ["max_time", "clip", "warmup_steps", *NUMBER_BOUNDS])
+def test_an_option_takes_the_numbers_its_setting_takes(name):
+    """The command line refuses at once what the settings (and a checkpoint's check) would."""
+    option_type, limits = setting_type(name), bounds(name)
+    edges = [limits.low, limits.high] if limits.high != float("inf") else [limits.low]
+    for value in [edge + step for edge in edges for step in (-1, 0, 1)] + [0.5, 10 ** 9]:
+        if isinstance(option_type, click.IntRange) and value != int(value):
+            continue
+        try:
+            option_type.convert(str(value), None, None)
+            accepted = True
+        except click.BadParameter:
+            accepted = False
+        assert accepted == (value in limits), value

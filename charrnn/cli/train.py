@@ -7,6 +7,7 @@ import signal
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import click
 
@@ -18,7 +19,7 @@ from ..errors import CharrnnError
 from ..fine_tune import fine_tuned_config, new_characters
 from ..model import ModelConfig
 from ..settings import (DEFAULT_DROPOUT, DEFAULT_LR, DEFAULT_MAX_EPOCHS, LR_SCHEDULES,
-                        TIME_BUDGET_DEFAULTS, SettingNeeded, TrainSettings)
+                        TIME_BUDGET_DEFAULTS, SettingNeeded, TrainSettings, bounds)
 from ..text import default_corpus, training_files
 from ..vocab import counted, shown_characters
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
@@ -33,6 +34,7 @@ MODEL_DEFAULTS = {setting.name: setting.default for setting in fields(ModelConfi
                   if setting.default is not MISSING}
 ARCHITECTURE_OPTIONS = tuple(MODEL_DEFAULTS)
 TRAINING_OPTIONS = tuple(setting.name for setting in fields(TrainSettings))
+SETTING_TYPES = get_type_hints(TrainSettings)
 
 
 def budget_help(column: int) -> str:
@@ -47,6 +49,16 @@ def budget_help(column: int) -> str:
                      else f"{value:g} over {start:g} s")
         start = seconds
     return ", ".join(parts)
+
+
+def setting_type(name: str) -> click.ParamType:
+    """The option type of the number setting ``name``: whole or not as TrainSettings
+    declares it, within its ``settings.bounds``."""
+    limits = bounds(name)
+    kinds = get_args(SETTING_TYPES[name]) or (SETTING_TYPES[name],)
+    number_range = click.IntRange if int in kinds else FiniteFloatRange
+    return number_range(limits.low, None if limits.high == math.inf else limits.high,
+                        min_open=limits.low_open, max_open=limits.high_open)
 
 
 def flag(name: str) -> str:
@@ -125,7 +137,7 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help=r"Record delimiter for --records (\n, \t escapes).")
 @encoding_option
 @errors_option
-@click.option("--val-fraction", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--val-fraction", type=setting_type("val_fraction"),
               default=DEFAULTS.val_fraction,
               help="Fraction of the text (or of the records) held out for validation.")
 @click.option("--cell", type=click.Choice(sorted(CELLS)), default=MODEL_DEFAULTS["cell"],
@@ -139,47 +151,47 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--embedding-size", type=click.IntRange(min=1),
               default=MODEL_DEFAULTS["embedding_size"],
               help="Size of the learned character embedding.")
-@click.option("--seq-length", type=click.IntRange(min=1), default=DEFAULTS.seq_length,
+@click.option("--seq-length", type=setting_type("seq_length"), default=DEFAULTS.seq_length,
               help="Time steps per window (truncated backpropagation through time).")
 @click.option("--seq-length-schedule", metavar="START:END", default=None,
               callback=lambda ctx, param, value: check_schedule(value),
               help="Grow the windows from START to END steps over the first half of training "
                    "(in place of --seq-length).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size,
+@click.option("--batch-size", type=setting_type("batch_size"), default=DEFAULTS.batch_size,
               help="Parallel streams per step.")
-@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=setting_type("lr"), default=None,
               help=f"Adam learning rate [default: {DEFAULT_LR:g}; for a run limited by "
                    f"--max-time alone, {budget_help(0)}].")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule,
               help="constant; cosine: decay to a tenth of --lr by the step, epoch (or time) "
                    "limit; plateau: halve after two evaluations without improvement.")
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=DEFAULTS.warmup_steps,
+@click.option("--warmup-steps", type=setting_type("warmup_steps"), default=DEFAULTS.warmup_steps,
               help="Raise the learning rate linearly from zero over this many steps.")
-@click.option("--clip", type=FiniteFloatRange(min=0), default=DEFAULTS.clip,
+@click.option("--clip", type=setting_type("clip"), default=DEFAULTS.clip,
               help="Clip gradients to this global norm (0: no clipping).")
-@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=None,
+@click.option("--dropout", type=setting_type("dropout"), default=None,
               help=f"Drop each layer's outputs with this probability while training [default: "
                    f"{DEFAULT_DROPOUT:g}; for a run limited by --max-time alone, "
                    f"{budget_help(1)}].")
-@click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed,
+@click.option("--seed", type=setting_type("seed"), default=DEFAULTS.seed,
               help="Seed for the initial weights and dropout.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=setting_type("threads"), default=None,
               help="Workers (processes) that share each step, one core each; 1 computes it "
                    "in one process. A seed and a thread count always give the same weights "
                    "[default: the cores available; on --resume, the checkpoint's, at most "
                    "the cores available].")
-@click.option("--max-steps", type=click.IntRange(min=0), default=None,
+@click.option("--max-steps", type=setting_type("max_steps"), default=None,
               help="Stop after this many updates in all (counting resumed ones).")
-@click.option("--max-epochs", type=FiniteFloatRange(min=0), default=None,
+@click.option("--max-epochs", type=setting_type("max_epochs"), default=None,
               help=f"Stop after this many passes over the data [default: {DEFAULT_MAX_EPOCHS} "
                    "when no limit is given].")
-@click.option("--max-time", type=FiniteFloatRange(min=0), default=None,
+@click.option("--max-time", type=setting_type("max_time"), default=None,
               help="Stop after this many seconds of this run.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=DEFAULTS.eval_every,
+@click.option("--eval-every", type=setting_type("eval_every"), default=DEFAULTS.eval_every,
               help="Evaluate on the validation text and save a checkpoint every this many steps.")
-@click.option("--save-every", type=click.IntRange(min=1), default=None,
+@click.option("--save-every", type=setting_type("save_every"), default=None,
               help="Also save a checkpoint every this many steps.")
-@click.option("--keep-last", type=click.IntRange(min=1), default=None,
+@click.option("--keep-last", type=setting_type("keep_last"), default=None,
               help="With --save-every: also keep the last N of those saves as "
                    "<out>.step<k>.npz, deleting older ones.")
 @click.option("--sample-every", type=click.IntRange(min=1), default=None,
@@ -187,7 +199,7 @@ def explicit_options(ctx: click.Context, names) -> dict:
                    "records with --records).")
 @click.option("--sample-length", type=click.IntRange(min=1), default=DEFAULT_SAMPLE_LENGTH,
               help="Most characters in each sample of --sample-every.")
-@click.option("--patience", type=click.IntRange(min=1), default=None,
+@click.option("--patience", type=setting_type("patience"), default=None,
               help="Stop early after this many evaluations without a better validation loss.")
 @click.option("--keep-best", is_flag=True,
               help="Also keep the model with the best validation loss in <out>.best.npz.")
