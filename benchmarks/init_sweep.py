@@ -17,6 +17,10 @@ Candidates (E embedding size, H hidden size, D a layer's input size):
   E = 64 and H = 256); the LSTM's two biases U(+-1/sqrt(H)) each (charrnn's
   one bias is their sum); the output layer's weight and bias U(+-1/sqrt(H)).
 - pytorch-forget1: pytorch with 1 added to the forget gate's bias.
+- pytorch-bias2x: pytorch, and Adam moves the LSTM biases twice as far as it
+  moves charrnn's other parameters. Not an initialisation but the other
+  effect of PyTorch's two biases: both get the same gradient and Adam moves
+  each by a full step, so their sum moves two.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import click
 import numpy as np
 
 from charrnn.model import ModelConfig, Params
+from charrnn.optim import Adam
 from charrnn.settings import TrainSettings
 from heldout import held_out_corpus, held_out_loss, trainer_from
 
@@ -79,7 +84,21 @@ def add_forget_bias(params: Params, config: ModelConfig) -> None:
 
 
 CANDIDATES = {"fan-in": fan_in_init, "pytorch": pytorch_init,
-              "pytorch-forget1": pytorch_forget1_init}
+              "pytorch-forget1": pytorch_forget1_init, "pytorch-bias2x": pytorch_init}
+BIAS_RATES = {"pytorch-bias2x": 2.0}  # the LSTM biases' learning rate, times the others'
+
+
+def scale_bias_rate(optimizer: Adam, rate: float) -> None:
+    """Make ``optimizer`` (used by one process: ``threads=1``) move every recurrent
+    layer's bias ``rate`` times as far as its other parameters."""
+    def update_(params, grads, lr=None, grad_scale=1.0):
+        step_size = optimizer.next_step_size(lr)
+        for name, param in params.items():
+            scale = rate if name.endswith(".bias") and name != "output.bias" else 1.0
+            optimizer.update_arrays_(param, grads[name], optimizer.first_moment[name],
+                                     optimizer.second_moment[name], optimizer._scratch[name],
+                                     scale * step_size, grad_scale)
+    optimizer.update_ = update_
 
 
 def one_run(text: str, init: str, seed: int, settings: TrainSettings, config_args: dict) -> dict:
@@ -90,6 +109,8 @@ def one_run(text: str, init: str, seed: int, settings: TrainSettings, config_arg
     params = {name: array.astype(np.float32) for name, array in
               CANDIDATES[init](config, rng).items()}
     trainer = trainer_from(params, corpus, config, settings, rng)
+    if init in BIAS_RATES:
+        scale_bias_rate(trainer.optimizer, BIAS_RATES[init])
     held_out = {}
     while trainer.position.step < settings.max_steps:
         trainer.train_step()
