@@ -291,9 +291,8 @@ class Trainer:
         weights are no longer finite."""
         if not all(np.isfinite(param).all() for param in self.model.params.values()):
             raise self._diverged("the weights are no longer finite")
-        checkpoint = to_checkpoint(self.model, self.corpus.vocab, self.state())
-        checkpoint.known_records = self.known_records
-        save_checkpoint(path or self.out, checkpoint)
+        save_checkpoint(path or self.out, to_checkpoint(self.model, self.corpus.vocab,
+                                                         self.state(), self.known_records))
         if path is None:
             self.counters.saved_step = self.position.step
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from .checkpoint import Checkpoint
 from .errors import CharrnnError
+from .known_records import KnownRecords
 from .model import Model, Params, State
 from .schedules import Plateau
 from .settings import TrainSettings
@@ -70,8 +71,10 @@ class TrainingState:
     resumable: bool = True
 
 
-def to_checkpoint(model: Model, vocab: Vocabulary, state: TrainingState) -> Checkpoint:
-    """A resumable checkpoint of ``model`` with ``state``."""
+def to_checkpoint(model: Model, vocab: Vocabulary, state: TrainingState,
+                  known_records: KnownRecords | None = None) -> Checkpoint:
+    """A resumable checkpoint of ``model`` with ``state`` (and a records model's
+    ``known_records``)."""
     batch_size, seq_length = state.window
     plateau = state.plateau
     training = {
@@ -94,7 +97,7 @@ def to_checkpoint(model: Model, vocab: Vocabulary, state: TrainingState) -> Chec
     for layer, layer_state in enumerate(state.carried):
         for name, array in zip(model.cell.state_names, layer_state):
             arrays[f"state/{name}{layer}"] = array
-    return Checkpoint(model, vocab, training, arrays)
+    return Checkpoint(model, vocab, training, arrays, known_records)
 
 
 def from_checkpoint(checkpoint: Checkpoint) -> TrainingState | None:
