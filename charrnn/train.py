@@ -194,7 +194,8 @@ class Trainer:
                 if settings.keep_last and step % settings.save_every == 0:
                     self.save(step_path(self.out, step))
                     prune(self.out, step, settings.keep_last)
-            if self.counters.saved_step == self.position.step and self.history:
+            evaluated = self.history and self.history[-1]["step"] == self.position.step
+            if evaluated and self.counters.saved_step == self.position.step:  # by this run
                 on_event(self._event("end", self.history[-1]["val_loss"], str(self.out)))
             else:
                 on_event(self._evaluate_and_save("end"))

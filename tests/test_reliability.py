@@ -46,6 +46,16 @@ def test_save_every_saves_between_evaluations(tmp_path, monkeypatch):
     assert saved_at == [3, 6, 9, 10]
 
 
+def test_a_run_that_ends_on_a_save_every_save_still_validates_its_last_weights(tmp_path):
+    trainer = tiny_trainer(tmp_path / "m.npz", max_steps=6, eval_every=4, save_every=3,
+                           keep_best=True, val_fraction=0.2)
+    events = []
+    trainer.run(events.append)
+    assert [entry["step"] for entry in trainer.history] == [4, 6]
+    assert events[-1].kind == "end" and events[-1].val_loss == trainer.history[-1]["val_loss"]
+    assert load_checkpoint(tmp_path / "m.npz").training["history"][-1]["step"] == 6
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(min_size=1, max_size=60), records=st.booleans())
 def test_any_text_trains_saves_loads_and_samples(tmp_path_factory, text, records):
