@@ -26,6 +26,7 @@ crash never leaves a half-written checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 import reprlib
 import tempfile
@@ -52,6 +53,7 @@ KNOWN_RECORDS_KEY = "known_records"
 PRETRAINED_NAME = "pretrained-shakespeare.npz"
 FLOAT_TYPES = ("float16", "float32", "float64")  # of the weights; float16 is widened on loading
 MAX_METADATA_BYTES = 32 << 20  # a vocabulary of all of Unicode takes about 17 MB
+MAX_INT_DIGITS = 40  # the random generator's state holds 128-bit integers (39 digits)
 MAX_METADATA_DEPTH = 16  # how deep lists and objects may nest; charrnn writes 4 (the RNG state)
 
 
@@ -200,6 +202,25 @@ def _nesting_depth(value) -> int:
     return depth
 
 
+def _not_a_number(constant: str):
+    raise ValueError(f"{constant} is not a number charrnn writes")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent, which must be finite (1e999 is not)."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:20]} is too large")
+    return number
+
+
+def _bounded_int(text: str) -> int:
+    """A JSON integer, at most MAX_INT_DIGITS digits (any larger would overflow a float)."""
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text):,} digits")
+    return int(text)
+
+
 def _parse_metadata(path: str, archive: Archive) -> dict:
     if METADATA_KEY not in archive.names:
         raise CharrnnError(f"{path}: not a charrnn checkpoint (no metadata)")
@@ -214,8 +235,9 @@ def _parse_metadata(path: str, archive: Archive) -> dict:
                            f"bytes, more than {MAX_METADATA_BYTES:,})")
     raw = _read_array(path, archive, METADATA_KEY)
     try:
-        metadata = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSON, too long an int
+        metadata = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_not_a_number,
+                              parse_float=_finite_float, parse_int=_bounded_int)
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSON, or a number
         raise CharrnnError(f"{path}: not a charrnn checkpoint (unreadable metadata)") from None
     if _nesting_depth(metadata) > MAX_METADATA_DEPTH:
         raise CharrnnError(f"{path}: not a charrnn checkpoint (metadata nested more than "

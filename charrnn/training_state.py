@@ -127,11 +127,11 @@ def from_checkpoint(checkpoint: Checkpoint) -> TrainingState | None:
         window=window,
         elapsed=_field(training, "elapsed", float),
         history=tuple(history),
-        plateau=Plateau(best_val_loss, _field(training, "evals_since_best", int),
-                        _field(training, "lr_scale", float)),
-        adam_step=_field(training, "adam_step", int),
+        plateau=Plateau(best_val_loss, _count(training, "evals_since_best"),
+                        _positive(training, "lr_scale")),
+        adam_step=_count(training, "adam_step"),
         corpus_checksum=_field(corpus, "checksum", str),
-        corpus_chars=_field(corpus, "characters", int),
+        corpus_chars=_count(corpus, "characters"),
         resumable=_field(training, "resumable", bool, default=True),
     )
     if not state.resumable:
@@ -186,6 +186,22 @@ def _field(record: dict, key: str, kind: type, default=NO_DEFAULT):
     if not isinstance(value, kinds) or (isinstance(value, bool) and kind is not bool):
         raise _damaged(f"{key!r} is {reprlib.repr(value)}")
     return float(value) if kind is float else value
+
+
+def _count(record: dict, key: str) -> int:
+    """``record[key]``, which must be a whole number, at least 0."""
+    value = _field(record, key, int)
+    if value < 0:
+        raise _damaged(f"{key!r} is {value}")
+    return value
+
+
+def _positive(record: dict, key: str) -> float:
+    """``record[key]``, which must be a number above 0."""
+    value = _field(record, key, float)
+    if not value > 0:
+        raise _damaged(f"{key!r} is {value}")
+    return value
 
 
 def _record(kind: type, values: dict):

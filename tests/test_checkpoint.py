@@ -13,8 +13,10 @@ from charrnn.checkpoint import (MAX_METADATA_BYTES, Checkpoint, load_checkpoint,
                                 save_checkpoint)
 from charrnn.errors import CharrnnError
 from charrnn.model import Model, ModelConfig, init_params
+from charrnn.training_state import from_checkpoint
 from charrnn.vocab import Vocabulary
 
+from conftest import TINY_TEXT, make_trainer
 from damage import metadata_bytes, npy_header, read_members, read_metadata, write_members
 
 
@@ -276,3 +278,53 @@ def test_metadata_claiming_more_layers_than_arrays_is_refused_at_once(tmp_path, 
     with pytest.raises(CharrnnError, match="model of 10+ layers in 10 arrays"):
         load_checkpoint(path)
     assert time.perf_counter() - started < 0.5
+
+
+@pytest.fixture(scope="module")
+def trained_members(tmp_path_factory) -> dict[str, bytes]:
+    """The members of a resumable checkpoint after a few steps of training."""
+    out = tmp_path_factory.mktemp("trained") / "m.npz"
+    make_trainer(TINY_TEXT, out, max_steps=4, eval_every=2).run()
+    return read_members(out)
+
+
+def with_metadata(path, members: dict[str, bytes], where: tuple, value) -> None:
+    """Write ``members`` to ``path`` with the metadata's value at ``where`` replaced: raw
+    JSON text where ``value`` is a str, else the value."""
+    metadata = read_metadata(members)
+    parent = metadata
+    for key in where[:-1]:
+        parent = parent[key]
+    parent[where[-1]] = "@@"
+    text = json.dumps(metadata).replace('"@@"', value if isinstance(value, str)
+                                        else json.dumps(value))
+    write_members(path, {**members, "metadata.npy": metadata_bytes(text.encode())})
+
+
+@pytest.mark.parametrize("where, json_text", [
+    (("training", "settings", "seed"), "1" + "0" * 400),  # overflowed math.isfinite
+    (("training", "epochs"), "-" + "9" * 400),  # overflowed float()
+    (("training", "history", 0, "step"), "NaN"),  # failed in round()
+    (("training", "history", 0, "val_loss"), "Infinity"),
+    (("training", "best_val_loss"), "1e999"),  # a float literal that overflows to inf
+])
+def test_numbers_no_float_can_hold_are_refused_as_unreadable(tmp_path, trained_members,
+                                                              where, json_text):
+    path = tmp_path / "m.npz"
+    with_metadata(path, trained_members, where, json_text)
+    with pytest.raises(CharrnnError, match="unreadable metadata"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("where, value", [
+    (("training", "adam_step"), -1),  # divided by zero in Adam's bias correction
+    (("training", "evals_since_best"), -2),
+    (("training", "lr_scale"), -0.5),  # would have trained by gradient ascent
+    (("training", "lr_scale"), 0),
+    (("training", "corpus", "characters"), -3),
+])
+def test_a_training_state_out_of_range_is_damaged(tmp_path, trained_members, where, value):
+    path = tmp_path / "m.npz"
+    with_metadata(path, trained_members, where, value)
+    with pytest.raises(CharrnnError, match=f"training state is damaged .*{where[-1]}"):
+        from_checkpoint(load_checkpoint(path))

@@ -198,8 +198,8 @@ def huge_shape(members, rng):
 
 def random_json(rng, depth: int = 0):
     """A JSON value of any type, mostly not the one expected where it lands."""
-    kinds = [lambda: None, lambda: True, lambda: -1, lambda: 10**30, lambda: 1e308,
-             lambda: float("nan"), lambda: "x", lambda: "\ud800"]
+    kinds = [lambda: None, lambda: True, lambda: -1, lambda: 10**30, lambda: 10**400,
+             lambda: 1e308, lambda: float("nan"), lambda: "x", lambda: "\ud800"]
     if depth < 3:
         kinds += [lambda: [random_json(rng, depth + 1) for _ in range(rng.integers(3))],
                   lambda: {"k": random_json(rng, depth + 1)}]
