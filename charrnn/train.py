@@ -109,7 +109,7 @@ class Trainer:
         self.settings = settings = state.settings
         # A records model keeps its training records (with those it saw before, in
         # ``earlier_records``), so that a sample can tell a new record from a copy.
-        self.known_records = None
+        self.known_records, self.earlier_records = None, earlier_records
         if settings.records:
             self.known_records = kept_records((corpus.train_tokens, corpus.val_tokens),
                                               corpus.vocab, earlier_records)

@@ -37,14 +37,17 @@ class TrainingSampler:
     """Draws samples from a model being trained on ``corpus``.
 
     In records mode (``records``), the training and held-out records are
-    gathered as sets once, here.
+    gathered as sets once, here; the training records include the ``earlier``
+    ones of the checkpoint the run was resumed or fine-tuned from.
     """
 
-    def __init__(self, corpus: Corpus, *, records: bool, seed: int, length: int):
+    def __init__(self, corpus: Corpus, *, records: bool, seed: int, length: int,
+                 earlier: KnownRecords | None = None):
         self.vocab, self.seed, self.length = corpus.vocab, seed, length
         self.known = None
         if records:
-            self.known = (KnownRecords.from_tokens(corpus.train_tokens, corpus.vocab),
+            training = KnownRecords.from_tokens(corpus.train_tokens, corpus.vocab)
+            self.known = (training if earlier is None else training.union(earlier),
                           KnownRecords.from_tokens(corpus.val_tokens, corpus.vocab))
 
     def draw(self, model: Model) -> list[TrainingSample]:

@@ -48,6 +48,22 @@ def test_records_are_labelled_training_held_out_new_or_unfinished():
     assert sampler.label("emma", "length") == "unfinished"
 
 
+def test_records_of_the_run_fine_tuned_from_are_training_records(tmp_path):
+    """As `sample --json` calls them in_training: the checkpoint keeps them."""
+    first, names = tmp_path / "first.txt", tmp_path / "names.txt"
+    first.write_text("zara\n" * 3)
+    names.write_text(NAMES)
+    learned = run("train", first, "--records", "-o", tmp_path / "a.npz", *SMALL, "--lr", 0.01,
+                  "--lr-schedule", "constant", "--max-steps", 100)
+    assert learned.exit_code == 0, learned.output
+    # A learning rate too small to unlearn it: the samples are still "zara".
+    result = run("train", names, "--records", "-o", tmp_path / "b.npz", "--lr", 1e-9,
+                 "--max-steps", 1, "--init-from", tmp_path / "a.npz", "--sample-every", 1)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.split("--- sample at step 1 ---\n")[1].splitlines()[:5]
+    assert [line.split() for line in lines] == [["in", "training", "text", "zara"]] * 5
+
+
 def test_a_model_that_learned_its_records_by_heart_samples_copies(tmp_path):
     trainer = make_trainer("hello\nhello\nhello\n", tmp_path / "m.npz", records=True,
                            lr=1e-2, max_steps=100, lr_schedule="constant")

@@ -243,7 +243,8 @@ def train(ctx, files, out, resume, init_from, encoding, errors, sample_every, sa
     sampler = None
     if sample_every:
         sampler = TrainingSampler(trainer.corpus, records=trainer.settings.records,
-                                  seed=trainer.settings.seed, length=sample_length)
+                                  seed=trainer.settings.seed, length=sample_length,
+                                  earlier=trainer.earlier_records)
     run_until_stopped(trainer, sample_every, sampler)
 
 
