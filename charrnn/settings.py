@@ -171,6 +171,14 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def physical_memory() -> int | None:
+    """Bytes of memory this machine has, None where that is not known."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def _of_type(value, kind) -> bool:
     """Whether a value (from JSON) is of a declared type: only a bool for a bool, and an int
     will do for a float."""

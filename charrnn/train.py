@@ -32,7 +32,8 @@ from .model import Model, ModelConfig, init_params
 from .optim import Adam, clip_scale
 from .parallel import Workers
 from .schedules import Progress, fraction_done, learning_rate, window_length
-from .settings import LAYOUT_SETTINGS, TrainSettings, available_cores, resumed_settings
+from .settings import (LAYOUT_SETTINGS, TrainSettings, available_cores, physical_memory,
+                       resumed_settings)
 from .step_checkpoints import prune, step_path
 from .training_state import Position, TrainingState, from_checkpoint, to_checkpoint
 from .windows import Windows, fit_window
@@ -115,6 +116,7 @@ class Trainer:
                                               corpus.vocab, earlier_records)
         batch_size, longest = fit_window(len(corpus.train_tokens), settings.batch_size,
                                          settings.window_range()[1])
+        check_step_fits(model, batch_size, longest)
         self.windows = Windows(corpus.train_tokens, batch_size, longest)
         self.optimizer = Adam(model.params, settings.lr)
         if state.adam_moments is not None:
@@ -296,6 +298,27 @@ class Trainer:
                                                          self.state(), self.known_records))
         if path is None:
             self.counters.saved_step = self.position.step
+
+
+def step_memory(model: Model, batch_size: int, window_length: int) -> int:
+    """A lower bound on the bytes one training step's arrays take: per time step of each
+    row, each layer's gate values and their gradient (2G, for G gates of H units) and
+    three more of H, and the output's probabilities and their gradient (2V)."""
+    config = model.config
+    per_token = (config.num_layers * (2 * model.cell.num_gates + 3) * config.hidden_size
+                 + 2 * config.vocab_size)
+    return batch_size * window_length * per_token * model.dtype.itemsize
+
+
+def check_step_fits(model: Model, batch_size: int, window_length: int) -> None:
+    """Refuse, before allocating anything, a window layout whose steps cannot fit in this
+    machine's memory (a typo, or a stranger's checkpoint, could ask for any)."""
+    needed, machine = step_memory(model, batch_size, window_length), physical_memory()
+    if machine is not None and needed > machine:
+        raise CharrnnError(
+            f"a training step of {batch_size:,} x {window_length:,}-step windows needs at "
+            f"least {needed / 2**30:,.1f} GiB of memory, more than this machine's "
+            f"{machine / 2**30:,.1f} GiB; use a smaller --batch-size or --seq-length")
 
 
 def new_trainer(corpus: Corpus, config: ModelConfig, settings: TrainSettings, out: Path,

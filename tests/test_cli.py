@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -256,6 +256,35 @@ def test_an_unforeseen_os_error_names_its_file(tiny_checkpoint, tiny_text_file, 
     result = run("eval", tiny_checkpoint, tiny_text_file)
     assert result.exit_code == 1
     assert result.stderr == "charrnn: error: /mnt/x.bin: Input/output error\n"
+
+
+def test_running_out_of_memory_is_one_line(tiny_checkpoint, tiny_text_file, monkeypatch):
+    def fail(*args, **kwargs):
+        raise MemoryError("Unable to allocate 7.63 GiB for an array with shape (1000000, 1, "
+                          "2048) and data type float32")
+
+    monkeypatch.setattr(sys.modules["charrnn.cli.evaluate"], "load_checkpoint", fail)
+    result = run("eval", tiny_checkpoint, tiny_text_file)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("charrnn: error: out of memory (Unable to allocate 7.63 GiB")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_step_larger_than_the_machine_is_refused_before_training(tmp_path, monkeypatch):
+    """As a stranger's checkpoint could ask with its window layout, or a typo."""
+    monkeypatch.setattr(sys.modules["charrnn.train"], "physical_memory", lambda: 2**30)
+    text_file = tmp_path / "t.txt"
+    text_file.write_text(TINY_TEXT * 100)
+    out = tmp_path / "m.npz"
+    fits = run("train", text_file, "-o", out, *SMALL, "--max-steps", 1)
+    assert fits.exit_code == 0, fits.output
+    result = run("train", text_file, "-o", out, *SMALL, "--hidden-size", 512,
+                 "--seq-length", 30_000, "--batch-size", 1, "--max-steps", 1)
+    assert result.exit_code == 1
+    assert result.stderr == ("charrnn: error: a training step of 1 x 30,000-step windows needs "
+                             "at least 1.3 GiB of memory, more than this machine's 1.0 GiB; "
+                             "use a smaller --batch-size or --seq-length\n")
+    assert load_checkpoint(out).model.config.hidden_size == 16  # the checkpoint is untouched
 
 
 def test_output_is_utf8_whatever_the_locale(tmp_path):

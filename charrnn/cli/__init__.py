@@ -79,6 +79,8 @@ class CharrnnGroup(click.Group):
         except BrokenPipeError:  # the reader went away (`... | head`): that is fine
             quiet_broken_pipe()
             return 0
+        except MemoryError as error:  # numpy's names the array it could not allocate
+            raise CharrnnError(f"out of memory ({error})") from None
         except OSError as error:  # one the commands did not foresee: say what failed where
             where = f"{error.filename}: " if error.filename else ""
             raise CharrnnError(f"{where}{error.strerror or error}") from None
