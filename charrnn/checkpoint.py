@@ -63,7 +63,7 @@ class Checkpoint:
 
     model: Model
     vocab: Vocabulary
-    training: dict | None = None  # JSON-able training state, None if not resumable
+    training: dict | None = None  # JSON-able training state, None if none was saved
     training_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     known_records: KnownRecords | None = None  # the training records of a records model
 

@@ -14,19 +14,6 @@ def global_norm(grads: Params) -> float:
     return float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
 
 
-def clip_by_global_norm_(grads: Params, max_norm: float) -> float:
-    """Scale all gradients in place so their global norm is at most ``max_norm``.
-
-    Returns the norm before clipping (NaN or inf if the gradients are not finite).
-    """
-    norm = global_norm(grads)
-    scale = clip_scale(norm, max_norm)
-    if scale != 1.0:
-        for g in grads.values():
-            g *= scale
-    return norm
-
-
 def clip_scale(norm: float, max_norm: float) -> float:
     """What scales gradients of global norm ``norm`` down to ``max_norm`` (1 if they are
     within it, or ``max_norm`` is 0: no clipping)."""

@@ -112,14 +112,6 @@ def restrict_(shifted: np.ndarray, sampling: Sampling) -> np.ndarray:
     return shifted
 
 
-def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
-         sampling: Sampling = Sampling(), seen: np.ndarray | None = None) -> np.ndarray:
-    """One token per row of ``logits`` (N, V), all at one temperature, with ``uniforms`` (N,)
-    in [0, 1): see ``Sampler.choose``."""
-    return Sampler(sampling, np.full(len(logits), temperature)).choose(
-        logits, np.minimum(uniforms, LARGEST_UNIFORM), seen)
-
-
 class RecentTokens:
     """Which tokens occur in each row's last ``window`` tokens (in all its tokens for 0)."""
 

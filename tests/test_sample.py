@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 
 from charrnn.checkpoint import load_checkpoint, pretrained_model
-from charrnn.sample import OrderedWriter, Piece, RecentTokens, Sampling, draw, generate
+from charrnn.sample import (LARGEST_UNIFORM, OrderedWriter, Piece, RecentTokens, Sampler,
+                            Sampling, generate)
 from charrnn.vocab import END_ID, START_ID
+
+
+
+def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
+         sampling: Sampling = Sampling(), seen: np.ndarray | None = None) -> np.ndarray:
+    """One token per row of ``logits`` (N, V), all at one temperature, with ``uniforms`` (N,)
+    in [0, 1), as ``Sampler.choose`` draws them."""
+    return Sampler(sampling, np.full(len(logits), temperature)).choose(
+        logits, np.minimum(uniforms, LARGEST_UNIFORM), seen)
 
 
 def texts(pieces, num_samples):
