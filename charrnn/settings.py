@@ -138,6 +138,11 @@ class TrainSettings:
         if self.records and not self.delimiter:
             raise CharrnnError("the setting delimiter is empty")
 
+    @property
+    def record_delimiter(self) -> str | None:
+        """What ends each record of a records layout; None for one sequence."""
+        return self.delimiter if self.records else None
+
     def window_range(self) -> tuple[int, int]:
         """The (shortest, longest) window lengths: from the schedule "START:END", else both
         ``seq_length``."""

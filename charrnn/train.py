@@ -69,9 +69,13 @@ class ArchitectureChanged(CharrnnError):
     """A resumed model was asked for another architecture than its own."""
 
     def __init__(self, name: str, requested, saved):
-        super().__init__(f"{name} {requested} differs from the checkpoint's {saved}; a resumed "
-                         "model keeps its architecture")
         self.name, self.requested, self.saved = name, requested, saved
+        super().__init__(self.describe(name, "resumed"))
+
+    def describe(self, setting: str, run: str) -> str:
+        """The message, naming the setting as ``setting`` and the run as ``run``."""
+        return (f"{setting} {self.requested} differs from the checkpoint's {self.saved}; a "
+                f"{run} model keeps its architecture")
 
 
 def check_architecture(config: ModelConfig, requested: dict) -> None:

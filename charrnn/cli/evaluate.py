@@ -42,13 +42,11 @@ def evaluate(checkpoint, file, encoding, errors, per_char, per_line, as_json):
         raise click.UsageError("--per-char and --per-line give different reports: choose one")
     loaded = load_checkpoint(checkpoint)
     text = read_text(file, encoding, errors)
-    settings = saved_settings(loaded)
+    delimiter = saved_settings(loaded).record_delimiter
     if per_line:
-        print_line_scores(loaded, text, settings.delimiter if settings.records else None,
-                          as_json)
+        print_line_scores(loaded, text, delimiter, as_json)
         return
-    scored = score_text(loaded.model, loaded.vocab, text,
-                        settings.delimiter if settings.records else None, by_token=per_char)
+    scored = score_text(loaded.model, loaded.vocab, text, delimiter, by_token=per_char)
     score, num_chars, skipped = scored.score, scored.num_chars, scored.num_skipped
     if num_chars == 0:
         raise CharrnnError(f"{source_name(file)}: nothing to score (no characters the model knows)")

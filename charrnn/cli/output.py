@@ -8,8 +8,14 @@ import sys
 from contextlib import contextmanager
 
 import click
+import numpy as np
 
 from ..errors import CharrnnError
+
+
+def random_seed() -> int:
+    """A seed from the system's entropy, for a run given none (and named in its note)."""
+    return int(np.random.SeedSequence().entropy % (1 << 63))
 
 
 class FiniteFloatRange(click.FloatRange):

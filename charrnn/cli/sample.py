@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import click
-import numpy as np
 
 from ..beam import beam_search
 from ..checkpoint import load_checkpoint, pretrained_model
@@ -15,7 +14,7 @@ from ..novelty import MAX_DRAWS, novel_samples
 from ..sample import OrderedWriter, Sample, Sampling, generate, whole_samples
 from ..text import read_text
 from .output import (FiniteFloatRange, NumberList, StdoutText, encoding_option, errors_option,
-                     parse_escapes)
+                     parse_escapes, random_seed)
 
 
 @click.command()
@@ -98,7 +97,7 @@ def sample(checkpoint, length, temperature, top_k, top_p, min_p, repetition_pena
         write_results([sample_result(0, found, None, None, prime, known)], as_json)
         return
     if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        seed = random_seed()
     sampling = Sampling(top_k=top_k, top_p=top_p, min_p=min_p,
                         repetition_penalty=repetition_penalty, repetition_window=repetition_window)
     options = {"length": length, "sampling": sampling, "prime": prime,

@@ -24,7 +24,7 @@ from ..scales import SURPRISE, UNIT, Scale
 from ..trace import Trace, Unit, shown_positions, trace_tokens
 from ..training_state import saved_settings
 from ..vocab import END_ID, NUM_SPECIAL, counted, shown_characters
-from .output import StdoutText, encoding_option, errors_option, stdout_console
+from .output import StdoutText, encoding_option, errors_option, random_seed, stdout_console
 
 UNIT_KINDS = tuple(dict.fromkeys(kind for cell in CELLS.values() for kind in cell.unit_kinds))
 SAMPLE_TEMPERATURE = 0.8
@@ -79,9 +79,9 @@ def show(checkpoint, file, unit_text, what, find, html_path, as_json, no_color, 
     loaded = load_checkpoint(checkpoint or pretrained_model())
     kind = unit_kind(loaded, what)
     unit = parse_unit(loaded, unit_text)
-    records = saved_settings(loaded).records
-    tokens, name = read_tokens(loaded, file, encoding, errors, length, seed)
-    shown = shown_positions(tokens, records)
+    delimiter = saved_settings(loaded).record_delimiter
+    tokens, name = read_tokens(loaded, delimiter, file, encoding, errors, length, seed)
+    shown = shown_positions(tokens, delimiter is not None)
     if not len(shown):
         raise CharrnnError(f"{name}: nothing to show (no characters the model knows)")
     if find:
@@ -127,12 +127,13 @@ def parse_unit(loaded: Checkpoint, text: str | None) -> Unit | None:
     return unit
 
 
-def read_tokens(loaded: Checkpoint, file: str | None, encoding: str, errors: str, length: int,
-                seed: int | None) -> tuple[np.ndarray, str]:
-    """The text as the model reads it (laid out as in training) and its name for messages:
-    FILE, standard input, or a sample drawn from the model."""
+def read_tokens(loaded: Checkpoint, delimiter: str | None, file: str | None, encoding: str,
+                errors: str, length: int, seed: int | None) -> tuple[np.ndarray, str]:
+    """The text as the model reads it (laid out as in training: records ending at
+    ``delimiter``, or one sequence for None) and its name for messages: FILE, standard
+    input, or a sample drawn from the model."""
     if file is None:
-        seed = int(np.random.SeedSequence().entropy % (1 << 63)) if seed is None else seed
+        seed = random_seed() if seed is None else seed
         pieces = generate(loaded.model, loaded.vocab, seed=seed, length=length,
                           temperature=SAMPLE_TEMPERATURE)
         text = "".join(piece.text for piece in pieces)
@@ -140,8 +141,7 @@ def read_tokens(loaded: Checkpoint, file: str | None, encoding: str, errors: str
                    f"(--seed {seed})", err=True)
     else:
         text = read_text(file, encoding, errors)
-    settings = saved_settings(loaded)
-    tokens, skipped = text_tokens(text, loaded.vocab, settings.delimiter if settings.records else None)
+    tokens, skipped = text_tokens(text, loaded.vocab, delimiter)
     name = "the sample" if file is None else source_name(file)
     if skipped:
         click.echo(f"note: {counted(skipped, 'character')} outside the model's vocabulary "

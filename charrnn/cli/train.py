@@ -102,9 +102,8 @@ class StopOnSignal:
 def check_schedule(schedule: str | None) -> str | None:
     try:
         TrainSettings(seq_length_schedule=schedule)
-    except CharrnnError:
-        raise click.BadParameter(f"{schedule!r} is not START:END, whole numbers of steps with "
-                                 "1 <= START <= END") from None
+    except CharrnnError as error:
+        raise click.BadParameter(str(error)) from None
     return schedule
 
 
@@ -272,8 +271,7 @@ def kept_architecture(ctx, path: str, run: str):
     try:
         check_architecture(checkpoint.model.config, explicit_options(ctx, ARCHITECTURE_OPTIONS))
     except ArchitectureChanged as error:
-        raise CharrnnError(f"{flag(error.name)} {error.requested} differs from the checkpoint's "
-                           f"{error.saved}; a {run} model keeps its architecture") from None
+        raise CharrnnError(error.describe(flag(error.name), run)) from None
     return checkpoint
 
 
