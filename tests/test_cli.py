@@ -458,7 +458,7 @@ def test_sample_with_no_checkpoint_uses_the_shipped_model():
 def test_info_on_the_shipped_model():
     result = run("info", pretrained_model())
     assert result.exit_code == 0, result.output
-    assert "2 x LSTM 512" in result.stdout and "10.60 epochs" in result.stdout
+    assert "2 x LSTM 512" in result.stdout and "8.49 epochs" in result.stdout
 
 
 def test_keep_last_keeps_step_checkpoints_and_needs_save_every(tmp_path, tiny_text_file):
