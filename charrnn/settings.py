@@ -15,13 +15,31 @@ from typing import get_args, get_type_hints
 from .errors import CharrnnError
 
 DEFAULT_MAX_EPOCHS = 5  # how long to train when no stop limit is given
-# The learning rate and dropout when none is given: for a run limited by time alone, by its
-# length (at most this many seconds, lr, dropout); for every other run, DEFAULT_LR and
-# DEFAULT_DROPOUT. Measured on tinyshakespeare (README, The sweep behind the defaults): lr 5e-3
-# beat 3e-3 by 0.02-0.04 nats/char after 120 s (two seeds) and lost after 300 s; dropout 0.2
-# beat none by 0.09 after 900 s (the model over-fits from epoch 6) and 0.1 lost after 300 s.
-TIME_BUDGET_DEFAULTS = ((200, 5e-3, 0.0), (500, 3e-3, 0.0), (math.inf, 3e-3, 0.2))
-DEFAULT_LR, DEFAULT_DROPOUT = 3e-3, 0.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The defaults that depend on how long a run is: what a setting left unset becomes."""
+
+    lr: float
+    dropout: float
+    hidden_size: int
+    batch_size: int
+    seq_length: int
+
+
+# The defaults of a run limited by steps or epochs, or by none.
+STANDARD = Recipe(lr=3e-3, dropout=0.0, hidden_size=256, batch_size=32, seq_length=64)
+# The defaults of a run limited by time alone, by its length: (at most this many seconds,
+# recipe). Measured on tinyshakespeare (README, The sweep behind the defaults): lr 5e-3 beat
+# 3e-3 by 0.02-0.04 nats/char after 120 s (two seeds) and lost after 300 s; after 900 s,
+# 2 x 512 with dropout 0.35 beat the standard model with dropout 0.2 by 0.058 (which over-fits
+# from epoch 6 without it).
+TIME_BUDGET_DEFAULTS = (
+    (200, replace(STANDARD, lr=5e-3)),
+    (600, STANDARD),
+    (math.inf, Recipe(lr=2e-3, dropout=0.35, hidden_size=512, batch_size=64, seq_length=100)),
+)
 STOP_LIMITS = ("max_steps", "max_epochs", "max_time")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 # Settings that decide which windows the training text is cut into.
@@ -79,14 +97,14 @@ class TrainSettings:
     """How to train: data layout, optimization, when to stop and evaluate.
 
     With no stop limit at all, ``max_epochs`` becomes DEFAULT_MAX_EPOCHS; with no
-    ``threads``, they are the cores this process may run on; with no ``lr`` or
-    ``dropout``, those of ``budget_defaults`` for the limits.
+    ``threads``, they are the cores this process may run on; with no ``lr``, ``dropout``,
+    ``batch_size`` or ``seq_length``, those of the ``recipe`` for the limits.
     """
 
-    seq_length: int = 64
+    seq_length: int | None = None  # None: the recipe's for the run's limits (see recipe)
     seq_length_schedule: str | None = None  # "START:END": windows grow from START to END steps
-    batch_size: int = 32
-    lr: float | None = None  # None: the default for the run's limits (see budget_defaults)
+    batch_size: int | None = None  # None, here and below: the recipe's
+    lr: float | None = None
     lr_schedule: str = "cosine"  # one of LR_SCHEDULES
     warmup_steps: int = 0
     clip: float = 5.0
@@ -109,11 +127,10 @@ class TrainSettings:
         if self.threads is None:
             object.__setattr__(self, "threads", available_cores())
         self._check_types_and_ranges()
-        lr, dropout = budget_defaults(self.max_steps, self.max_epochs, self.max_time)
-        if self.lr is None:
-            object.__setattr__(self, "lr", lr)
-        if self.dropout is None:
-            object.__setattr__(self, "dropout", dropout)
+        chosen = recipe(self.max_steps, self.max_epochs, self.max_time)
+        for name in ("lr", "dropout", "batch_size", "seq_length"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(chosen, name))
         if all(getattr(self, name) is None for name in STOP_LIMITS):
             object.__setattr__(self, "max_epochs", DEFAULT_MAX_EPOCHS)
         if self.keep_last is not None and self.save_every is None:
@@ -159,14 +176,12 @@ class TrainSettings:
         return start, end
 
 
-def budget_defaults(max_steps: int | None, max_epochs: float | None,
-                    max_time: float | None) -> tuple[float, float]:
-    """The default (lr, dropout) of a run with these limits: by TIME_BUDGET_DEFAULTS for a run
-    limited by time alone, else (DEFAULT_LR, DEFAULT_DROPOUT)."""
+def recipe(max_steps: int | None, max_epochs: float | None, max_time: float | None) -> Recipe:
+    """The defaults of a run with these limits: by TIME_BUDGET_DEFAULTS for a run limited by
+    time alone, else STANDARD."""
     if max_steps is None and max_epochs is None and max_time is not None:
-        return next((lr, dropout) for seconds, lr, dropout in TIME_BUDGET_DEFAULTS
-                    if max_time <= seconds)
-    return DEFAULT_LR, DEFAULT_DROPOUT
+        return next(chosen for seconds, chosen in TIME_BUDGET_DEFAULTS if max_time <= seconds)
+    return STANDARD
 
 
 def available_cores() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -248,17 +250,39 @@ def test_settings_of_the_wrong_type_or_range_are_refused(setting, value, message
     assert len(str(refused.value)) < 100
 
 
-@pytest.mark.parametrize("limits, lr, dropout", [
-    ({}, 3e-3, 0), ({"max_time": 120}, 5e-3, 0), ({"max_time": 200}, 5e-3, 0),
-    ({"max_time": 300}, 3e-3, 0), ({"max_time": 500}, 3e-3, 0), ({"max_time": 900}, 3e-3, 0.2),
-    ({"max_time": 120, "max_steps": 10}, 3e-3, 0), ({"max_time": 900, "max_epochs": 1}, 3e-3, 0),
-    ({"max_time": 120, "lr": 1e-3}, 1e-3, 0), ({"max_time": 900, "dropout": 0.0}, 3e-3, 0),
-    ({"lr": 1e-3, "dropout": 0.5}, 1e-3, 0.5),
+@pytest.mark.parametrize("limits, lr, dropout, batch_size, seq_length", [
+    ({}, 3e-3, 0, 32, 64), ({"max_time": 120}, 5e-3, 0, 32, 64),
+    ({"max_time": 200}, 5e-3, 0, 32, 64), ({"max_time": 300}, 3e-3, 0, 32, 64),
+    ({"max_time": 600}, 3e-3, 0, 32, 64), ({"max_time": 900}, 2e-3, 0.35, 64, 100),
+    ({"max_time": 120, "max_steps": 10}, 3e-3, 0, 32, 64),
+    ({"max_time": 900, "max_epochs": 1}, 3e-3, 0, 32, 64),
+    ({"max_time": 120, "lr": 1e-3}, 1e-3, 0, 32, 64),
+    ({"max_time": 900, "dropout": 0.0, "seq_length": 50}, 2e-3, 0, 64, 50),
+    ({"lr": 1e-3, "dropout": 0.5, "batch_size": 8}, 1e-3, 0.5, 8, 64),
 ])
-def test_a_run_by_the_clock_gets_the_defaults_of_its_length(limits, lr, dropout):
-    """A short run a higher learning rate, a long one dropout; given values always win."""
+def test_a_run_by_the_clock_gets_the_defaults_of_its_length(limits, lr, dropout, batch_size,
+                                                            seq_length):
+    """A short run a higher learning rate, a long one a wider model (below) with dropout,
+    bigger batches and longer windows; given values always win."""
     settings = TrainSettings(**limits)
     assert (settings.lr, settings.dropout) == (lr, dropout)
+    assert (settings.batch_size, settings.seq_length) == (batch_size, seq_length)
+
+
+@pytest.mark.parametrize("options, hidden_size", [
+    (["--max-time", "900"], 512), (["--max-time", "300"], 256), (["--max-steps", "10"], 256),
+    (["--max-time", "900", "--hidden-size", "64"], 64),
+])
+def test_the_width_of_a_new_model_follows_the_time_budget(monkeypatch, tmp_path, tiny_text_file,
+                                                          options, hidden_size):
+    started = []  # the trainer, which is not run
+    train_command = sys.modules["charrnn.cli.train"]  # the module, not the command of its name
+    monkeypatch.setattr(train_command, "run_until_stopped",
+                        lambda trainer, *rest: started.append(trainer))
+    result = CliRunner().invoke(cli, ["train", str(tiny_text_file), "--out",
+                                      str(tmp_path / "x.npz"), *options])
+    assert result.exit_code == 0, result.output
+    assert started[0].model.config.hidden_size == hidden_size
 
 
 def test_the_defaults_chosen_for_a_budget_are_saved_and_kept_on_resume(tmp_path,

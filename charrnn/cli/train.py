@@ -18,8 +18,8 @@ from ..corpus import load_corpus
 from ..errors import CharrnnError
 from ..fine_tune import fine_tuned_config, new_characters
 from ..model import ModelConfig
-from ..settings import (DEFAULT_DROPOUT, DEFAULT_LR, DEFAULT_MAX_EPOCHS, LR_SCHEDULES,
-                        TIME_BUDGET_DEFAULTS, SettingNeeded, TrainSettings, bounds)
+from ..settings import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, STANDARD, TIME_BUDGET_DEFAULTS,
+                        SettingNeeded, TrainSettings, bounds, recipe)
 from ..text import default_corpus, training_files
 from ..vocab import counted, shown_characters
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
@@ -37,10 +37,11 @@ TRAINING_OPTIONS = tuple(setting.name for setting in fields(TrainSettings))
 SETTING_TYPES = get_type_hints(TrainSettings)
 
 
-def budget_help(column: int) -> str:
-    """How a default depends on the time budget, for --help: "0.005 up to 200 s, 0.003 over
-    200 s"; column 0 is the learning rate's, 1 the dropout's (settings.TIME_BUDGET_DEFAULTS)."""
-    rows = [(seconds, values[column]) for seconds, *values in TIME_BUDGET_DEFAULTS]
+def by_budget(name: str) -> str:
+    """The default of the recipe setting ``name`` for --help: "[default: 0.003; for a run
+    limited by --max-time alone, 0.005 up to 200 s, 0.003 up to 600 s, 0.002 over 600 s]"
+    (settings.TIME_BUDGET_DEFAULTS)."""
+    rows = [(seconds, getattr(chosen, name)) for seconds, chosen in TIME_BUDGET_DEFAULTS]
     parts, start = [], 0
     for (seconds, value), following in zip(rows, rows[1:] + [(None, None)]):
         if following[1] == value:
@@ -48,7 +49,8 @@ def budget_help(column: int) -> str:
         parts.append(f"{value:g} up to {seconds:g} s" if seconds != math.inf
                      else f"{value:g} over {start:g} s")
         start = seconds
-    return ", ".join(parts)
+    return (f"[default: {getattr(STANDARD, name):g}; for a run limited by --max-time alone, "
+            f"{', '.join(parts)}]")
 
 
 def setting_type(name: str) -> click.ParamType:
@@ -141,26 +143,25 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help="Fraction of the text (or of the records) held out for validation.")
 @click.option("--cell", type=click.Choice(sorted(CELLS)), default=MODEL_DEFAULTS["cell"],
               help="Recurrent cell: LSTM, GRU, or vanilla tanh RNN.")
-@click.option("--hidden-size", type=click.IntRange(min=1),
-              default=MODEL_DEFAULTS["hidden_size"],
-              help="Units per recurrent layer.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=None,
+              help=f"Units per recurrent layer {by_budget('hidden_size')}.")
 @click.option("--num-layers", type=click.IntRange(min=1),
               default=MODEL_DEFAULTS["num_layers"],
               help="Stacked recurrent layers.")
 @click.option("--embedding-size", type=click.IntRange(min=1),
               default=MODEL_DEFAULTS["embedding_size"],
               help="Size of the learned character embedding.")
-@click.option("--seq-length", type=setting_type("seq_length"), default=DEFAULTS.seq_length,
-              help="Time steps per window (truncated backpropagation through time).")
+@click.option("--seq-length", type=setting_type("seq_length"), default=None,
+              help=f"Time steps per window (truncated backpropagation through time) "
+                   f"{by_budget('seq_length')}.")
 @click.option("--seq-length-schedule", metavar="START:END", default=None,
               callback=lambda ctx, param, value: check_schedule(value),
               help="Grow the windows from START to END steps over the first half of training "
                    "(in place of --seq-length).")
-@click.option("--batch-size", type=setting_type("batch_size"), default=DEFAULTS.batch_size,
-              help="Parallel streams per step.")
+@click.option("--batch-size", type=setting_type("batch_size"), default=None,
+              help=f"Parallel streams per step {by_budget('batch_size')}.")
 @click.option("--lr", type=setting_type("lr"), default=None,
-              help=f"Adam learning rate [default: {DEFAULT_LR:g}; for a run limited by "
-                   f"--max-time alone, {budget_help(0)}].")
+              help=f"Adam learning rate {by_budget('lr')}.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule,
               help="constant; cosine: decay to a tenth of --lr by the step, epoch (or time) "
                    "limit; plateau: halve after two evaluations without improvement.")
@@ -169,9 +170,8 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--clip", type=setting_type("clip"), default=DEFAULTS.clip,
               help="Clip gradients to this global norm (0: no clipping).")
 @click.option("--dropout", type=setting_type("dropout"), default=None,
-              help=f"Drop each layer's outputs with this probability while training [default: "
-                   f"{DEFAULT_DROPOUT:g}; for a run limited by --max-time alone, "
-                   f"{budget_help(1)}].")
+              help=f"Drop each layer's outputs with this probability while training "
+                   f"{by_budget('dropout')}.")
 @click.option("--seed", type=setting_type("seed"), default=DEFAULTS.seed,
               help="Seed for the initial weights and dropout.")
 @click.option("--threads", type=setting_type("threads"), default=None,
@@ -295,8 +295,11 @@ def new_run(sources: list[str], options: dict, out_path: Path, read: dict, init_
                          val_fraction=settings.val_fraction, extend_vocab=True,
                          vocab=None if init_from is None else init_from.vocab, **read)
     if init_from is None:
-        config = ModelConfig(corpus.vocab.size,
-                             **{name: options[name] for name in ARCHITECTURE_OPTIONS})
+        architecture = {name: options[name] for name in ARCHITECTURE_OPTIONS}
+        if architecture["hidden_size"] is None:
+            architecture["hidden_size"] = recipe(settings.max_steps, settings.max_epochs,
+                                                 settings.max_time).hidden_size
+        config = ModelConfig(corpus.vocab.size, **architecture)
     else:
         config = fine_tuned_config(init_from, corpus.vocab)
         describe_fine_tuning(init_from, corpus.vocab, settings)
