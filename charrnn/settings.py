@@ -37,7 +37,7 @@ STANDARD = Recipe(lr=3e-3, dropout=0.0, hidden_size=256, batch_size=32, seq_leng
 # from epoch 6 without it).
 TIME_BUDGET_DEFAULTS = (
     (200, replace(STANDARD, lr=5e-3)),
-    (600, STANDARD),
+    (500, STANDARD),
     (math.inf, Recipe(lr=2e-3, dropout=0.35, hidden_size=512, batch_size=64, seq_length=100)),
 )
 STOP_LIMITS = ("max_steps", "max_epochs", "max_time")

@@ -253,7 +253,7 @@ def test_settings_of_the_wrong_type_or_range_are_refused(setting, value, message
 @pytest.mark.parametrize("limits, lr, dropout, batch_size, seq_length", [
     ({}, 3e-3, 0, 32, 64), ({"max_time": 120}, 5e-3, 0, 32, 64),
     ({"max_time": 200}, 5e-3, 0, 32, 64), ({"max_time": 300}, 3e-3, 0, 32, 64),
-    ({"max_time": 600}, 3e-3, 0, 32, 64), ({"max_time": 900}, 2e-3, 0.35, 64, 100),
+    ({"max_time": 500}, 3e-3, 0, 32, 64), ({"max_time": 600}, 2e-3, 0.35, 64, 100),
     ({"max_time": 120, "max_steps": 10}, 3e-3, 0, 32, 64),
     ({"max_time": 900, "max_epochs": 1}, 3e-3, 0, 32, 64),
     ({"max_time": 120, "lr": 1e-3}, 1e-3, 0, 32, 64),

@@ -39,7 +39,7 @@ SETTING_TYPES = get_type_hints(TrainSettings)
 
 def by_budget(name: str) -> str:
     """The default of the recipe setting ``name`` for --help: "[default: 0.003; for a run
-    limited by --max-time alone, 0.005 up to 200 s, 0.003 up to 600 s, 0.002 over 600 s]"
+    limited by --max-time alone, 0.005 up to 200 s, 0.003 up to 500 s, 0.002 over 500 s]"
     (settings.TIME_BUDGET_DEFAULTS)."""
     rows = [(seconds, getattr(chosen, name)) for seconds, chosen in TIME_BUDGET_DEFAULTS]
     parts, start = [], 0
