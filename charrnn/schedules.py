@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 from .settings import TrainSettings
 
-MIN_LR_RATIO = 0.1  # cosine decays to this fraction of the base rate
 PLATEAU_EVALS = 2  # plateau halves the rate after this many evaluations without improvement
 PLATEAU_FACTOR = 0.5
 WINDOW_SCHEDULE_SPAN = 0.5  # the window length reaches its longest halfway through the run
@@ -60,7 +59,7 @@ def learning_rate(settings: TrainSettings, progress: Progress, lr_scale: float =
         lr *= min(1.0, (progress.step + 1) / settings.warmup_steps)
     if settings.lr_schedule == "cosine":
         fraction = planned_fraction(settings, progress)
-        lr *= MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * fraction))
+        lr *= 0.5 * (1 + math.cos(math.pi * fraction))  # down to zero at the planned end
     elif settings.lr_schedule == "plateau":
         lr *= lr_scale
     return lr

@@ -181,16 +181,17 @@ def test_records_are_scored_each_from_its_own_start(tmp_path):
                                                 rel=1e-5)
 
 
-def test_cosine_schedule_decays_to_a_tenth_and_warmup_ramps():
+def test_cosine_schedule_decays_to_zero_and_warmup_ramps():
     settings = TrainSettings(max_steps=10, lr=1e-2, lr_schedule="cosine", warmup_steps=4)
     rates = [learning_rate(settings, Progress(step, epochs=0.0, seconds=0.0))
              for step in range(11)]
-    assert rates[0] == pytest.approx(1e-2 / 4 * (0.1 + 0.9))  # a quarter of the way up
-    assert rates[3] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.3))))
-    assert rates[5] == pytest.approx(1e-2 * 0.55)  # halfway down
-    assert rates[10] == pytest.approx(1e-3)  # a tenth at the limit
+    assert rates[0] == pytest.approx(1e-2 / 4 * 0.5 * (1 + np.cos(np.pi * 0.0)))  # a quarter up
+    assert rates[3] == pytest.approx(1e-2 * 0.5 * (1 + np.cos(np.pi * 0.3)))
+    assert rates[5] == pytest.approx(1e-2 * 0.5)  # halfway down
+    assert rates[9] == pytest.approx(1e-2 * 0.5 * (1 + np.cos(np.pi * 0.9)))  # the last update
+    assert rates[10] == pytest.approx(0.0, abs=1e-12)  # zero at the limit
     by_time = TrainSettings(max_time=10, lr=1e-2)  # with no step or epoch limit, by the clock
-    assert learning_rate(by_time, Progress(99, epochs=3.0, seconds=5.0)) == pytest.approx(5.5e-3)
+    assert learning_rate(by_time, Progress(99, epochs=3.0, seconds=5.0)) == pytest.approx(5e-3)
 
 
 def test_the_learning_rate_of_each_update_is_the_schedule_s(tmp_path):

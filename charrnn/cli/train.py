@@ -163,7 +163,7 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--lr", type=setting_type("lr"), default=None,
               help=f"Adam learning rate {by_budget('lr')}.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule,
-              help="constant; cosine: decay to a tenth of --lr by the step, epoch (or time) "
+              help="constant; cosine: decay to zero by the step, epoch (or time) "
                    "limit; plateau: halve after two evaluations without improvement.")
 @click.option("--warmup-steps", type=setting_type("warmup_steps"), default=DEFAULTS.warmup_steps,
               help="Raise the learning rate linearly from zero over this many steps.")
