@@ -7,6 +7,7 @@ held-out last 5%, exactly as a user would run it:
     python benchmarks/sweep_defaults.py --seconds 300                  # every configuration
     python benchmarks/sweep_defaults.py --seconds 120 --configs base,b32
     python benchmarks/sweep_defaults.py --seconds 300 --rates rates.json
+    python benchmarks/sweep_defaults.py --seconds 300 --steps 3750 --seeds 1,2 --configs base
 
 Budgets are wall-clock seconds (``--max-time``). On a machine that is busy
 with other work, wall-clock budgets are unfair, so the sweep can instead give
@@ -14,8 +15,13 @@ each configuration the number of steps it makes in T seconds on a quiet
 machine: ``--measure-rates`` times every configuration (steps per second of a
 real ``--max-time`` run, validation and saving included) and writes them as
 JSON; ``--rates FILE`` then runs each configuration for ``T x rate`` steps,
-with the schedule planned over those steps. Prints one Markdown table row per
-run and a JSON line per run on stderr.
+with the schedule planned over those steps; ``--steps N`` gives every
+configuration N steps (those the defaults make in T seconds), for runs that
+change nothing of a step's cost. Two step-budget runs side by side, one
+core each, want ``--train-options '--threads 1'`` and OPENBLAS_NUM_THREADS=1
+in the environment (OpenBLAS's two threads per run, four on two cores, made
+each run seven times slower). Prints one Markdown table row per run and a
+JSON line per run on stderr.
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ CONFIGS: dict[str, list[str]] = {
     "drop0.1": ["--dropout", "0.1"],
     "drop0.2-h384": ["--dropout", "0.2", "--hidden-size", "384"],
     "eval500": ["--eval-every", "500"],
+    # A run of over 500 s: its defaults now (settings.TIME_BUDGET_DEFAULTS), and before.
+    "long": ["--hidden-size", "512", "--batch-size", "64", "--seq-length", "100", "--lr", "2e-3",
+             "--dropout", "0.35"],
+    "standard-drop0.2": ["--hidden-size", "256", "--batch-size", "32", "--seq-length", "64",
+                         "--lr", "3e-3", "--dropout", "0.2"],
 }
 
 
@@ -87,6 +98,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="1", help="comma-separated seeds")
     parser.add_argument("--rates", type=Path, help="steps per second per configuration "
                         "(from --measure-rates): run T x rate steps instead of T seconds")
+    parser.add_argument("--steps", type=int, help="run every configuration for this many steps "
+                        "instead of T seconds")
     parser.add_argument("--train-options", default="", help="more options for every run, "
                         "e.g. '--threads 1' for step-budget runs beside other work")
     parser.add_argument("--measure-rates", action="store_true",
@@ -107,8 +120,8 @@ def main() -> None:
             print("|---|---|---:|---|---:|---:|")
         for name in names:
             for seed in map(int, args.seeds.split(",")):
-                if rates:
-                    steps = round(args.seconds * rates[name])
+                if rates or args.steps:
+                    steps = args.steps or round(args.seconds * rates[name])
                     budget, label = ["--max-steps", str(steps)], f"{steps} steps (= {args.seconds:g} s)"
                 else:
                     budget, label = ["--max-time", str(args.seconds)], f"{args.seconds:g} s"
