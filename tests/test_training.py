@@ -254,11 +254,12 @@ def test_settings_of_the_wrong_type_or_range_are_refused(setting, value, message
 @pytest.mark.parametrize("limits, lr, dropout, batch_size, seq_length", [
     ({}, 3e-3, 0, 32, 64), ({"max_time": 120}, 5e-3, 0, 32, 64),
     ({"max_time": 200}, 5e-3, 0, 32, 64), ({"max_time": 300}, 3e-3, 0, 32, 64),
-    ({"max_time": 500}, 3e-3, 0, 32, 64), ({"max_time": 600}, 2e-3, 0.35, 64, 100),
+    ({"max_time": 500}, 3e-3, 0, 32, 64), ({"max_time": 600}, 3e-3, 0.2, 32, 64),
+    ({"max_time": 1200}, 3e-3, 0.2, 32, 64), ({"max_time": 1800}, 2e-3, 0.35, 64, 100),
     ({"max_time": 120, "max_steps": 10}, 3e-3, 0, 32, 64),
     ({"max_time": 900, "max_epochs": 1}, 3e-3, 0, 32, 64),
     ({"max_time": 120, "lr": 1e-3}, 1e-3, 0, 32, 64),
-    ({"max_time": 900, "dropout": 0.0, "seq_length": 50}, 2e-3, 0, 64, 50),
+    ({"max_time": 1800, "dropout": 0.0, "seq_length": 50}, 2e-3, 0, 64, 50),
     ({"lr": 1e-3, "dropout": 0.5, "batch_size": 8}, 1e-3, 0.5, 8, 64),
 ])
 def test_a_run_by_the_clock_gets_the_defaults_of_its_length(limits, lr, dropout, batch_size,
@@ -271,8 +272,8 @@ def test_a_run_by_the_clock_gets_the_defaults_of_its_length(limits, lr, dropout,
 
 
 @pytest.mark.parametrize("options, hidden_size", [
-    (["--max-time", "900"], 512), (["--max-time", "300"], 256), (["--max-steps", "10"], 256),
-    (["--max-time", "900", "--hidden-size", "64"], 64),
+    (["--max-time", "1800"], 512), (["--max-time", "900"], 256), (["--max-time", "300"], 256),
+    (["--max-steps", "10"], 256), (["--max-time", "1800", "--hidden-size", "64"], 64),
 ])
 def test_the_width_of_a_new_model_follows_the_time_budget(monkeypatch, tmp_path, tiny_text_file,
                                                           options, hidden_size):
