@@ -217,7 +217,7 @@ def test_subprocess_error_has_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("arguments", [
-    "sample {checkpoint} --length 100000 --num-samples 2 --seed 1",
+    "sample {checkpoint} --length 100000 --num-samples 1000 --seed 1",  # more than 20 characters
     "eval {checkpoint} {text} --per-char",
     "info {checkpoint}",
 ])
