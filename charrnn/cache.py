@@ -10,9 +10,10 @@ and those options, so a changed file replaces its entry instead of adding
 one. It holds:
 
 - a first line of JSON: the key (path, size, modification time and inode of
-  every file, and the options), the token array's length, dtype and CRC-32,
-  and what the caller stores with it (the vocabulary, checksum and counts),
-  padded with spaces so that the array's data is aligned;
+  every file, and the options), the token array's length and dtype, what
+  the caller stores with it (the vocabulary, checksum and counts), and a
+  CRC-32 of all of these and the tokens, padded with spaces so that the
+  array's data is aligned;
 - then the token array as an ``.npy``, memory-mapped read-only, so only the
   pages in use take memory.
 
@@ -20,7 +21,8 @@ An entry is written whole to a temporary file that is renamed into place, so
 two runs filling the same entry at once leave one whole entry (the last
 renamed) and a crash leaves none. It is used only when its key matches the
 files as they are now, its array header matches the JSON and the file's size,
-and the tokens' CRC-32 matches (about 1 s per GB of tokens). Anything
+and the CRC-32 matches (about 1 s per GB of tokens): a damaged vocabulary is
+a miss, as damaged tokens are. Anything
 missing, stale, damaged or mismatched is a miss, never an error, and is
 written again; a cache that cannot be written is skipped.
 """
@@ -40,7 +42,7 @@ from .checkpoint import write_atomically
 from .errors import CharrnnError
 from .npy import read_header, regular_file_size
 
-FORMAT_VERSION = 3  # 3: a key names a list of files
+FORMAT_VERSION = 4  # 3: a key names a list of files; 4: the CRC-32 covers the JSON too
 MAX_INFO_BYTES = 32 << 20  # the JSON line; a vocabulary of all of Unicode takes about 17 MB
 ALIGNMENT = 64  # bytes: where the .npy starts, as np.save aligns its data
 READ_SIZE = 1 << 20  # bytes read at a time to check the tokens' CRC-32
@@ -103,7 +105,8 @@ def load(entry: Entry) -> tuple[np.ndarray, dict] | None:
                     or header.fortran_order):
                 return None
             offset = file.tell()
-            if _crc32_of_rest(file) != saved["crc32"]:
+            crc = saved.pop("crc32")
+            if _crc32_of_rest(file, _crc32_of_fields(saved)) != crc:
                 return None
             tokens = np.memmap(file, header.dtype, "r", offset=offset, shape=header.shape)
         return tokens, saved["info"]
@@ -111,10 +114,16 @@ def load(entry: Entry) -> tuple[np.ndarray, dict] | None:
         return None
 
 
-def _crc32_of_rest(file) -> int:
-    """The CRC-32 of the file from its position on, read a block at a time (not through the
-    memory map, whose pages would then all count in this process's memory)."""
-    crc = 0
+def _crc32_of_fields(saved: dict) -> int:
+    """The CRC-32 of an entry's JSON fields but its CRC, written out the same way whatever
+    the order of the keys."""
+    return zlib.crc32(json.dumps(saved, sort_keys=True).encode())
+
+
+def _crc32_of_rest(file, crc: int) -> int:
+    """The CRC-32 of the file from its position on, continuing from ``crc``, read a block at
+    a time (not through the memory map, whose pages would then all count in this process's
+    memory)."""
     while block := file.read(READ_SIZE):
         crc = zlib.crc32(block, crc)
     return crc
@@ -125,8 +134,8 @@ def store(entry: Entry, tokens: np.ndarray, info: dict) -> bool:
     ``entry`` was made. Returns whether it was stored."""
     if entry.key is None or not entry.is_current():
         return False
-    saved = {"key": entry.key, "length": len(tokens), "dtype": tokens.dtype.str,
-             "crc32": zlib.crc32(np.ascontiguousarray(tokens)), "info": info}
+    saved = {"key": entry.key, "length": len(tokens), "dtype": tokens.dtype.str, "info": info}
+    saved["crc32"] = zlib.crc32(np.ascontiguousarray(tokens), _crc32_of_fields(saved))
     line = json.dumps(saved).encode()
     line += b" " * (-(len(line) + 1) % ALIGNMENT) + b"\n"
 

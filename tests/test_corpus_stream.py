@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import threading
 
@@ -196,6 +197,16 @@ def damage_line(contents: bytes) -> bytes:
     return line.replace(b'"length": ', b'"length": 1') + b"\n" + rest
 
 
+def damage_vocabulary(contents: bytes) -> bytes:
+    """The stored vocabulary's last character replaced by another (still a vocabulary), the
+    line padded to its old length."""
+    line, rest = contents.split(b"\n", 1)
+    saved = json.loads(line)
+    saved["info"]["vocabulary"][-1] = "\u2603"
+    changed = json.dumps(saved).encode()
+    return changed + b" " * (len(line) - len(changed)) + b"\n" + rest
+
+
 @pytest.mark.parametrize("damage", [
     lambda contents: b"garbage",
     lambda contents: contents[:-3],  # truncated
@@ -205,6 +216,7 @@ def damage_line(contents: bytes) -> bytes:
     damage_line,  # a length that does not match the array
     lambda contents: contents[:-1] + bytes([contents[-1] ^ 1]),  # a flipped bit in the tokens
     lambda contents: contents.replace(b"'shape': (", b"'shape': (9"),
+    damage_vocabulary,
 ])
 def test_a_damaged_cache_entry_is_rebuilt(text_file, tmp_path, count_encodings, damage):
     cache_dir = tmp_path / "cache"
