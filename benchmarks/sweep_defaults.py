@@ -17,7 +17,9 @@ real ``--max-time`` run, validation and saving included) and writes them as
 JSON; ``--rates FILE`` then runs each configuration for ``T x rate`` steps,
 with the schedule planned over those steps; ``--steps N`` gives every
 configuration N steps (those the defaults make in T seconds), for runs that
-change nothing of a step's cost. Two step-budget runs side by side, one
+change nothing of a step's cost. A step-budget run is limited by steps, so
+it is given the defaults of a T-second run (``settings.recipe``) as options,
+which a configuration's own options then replace. Two step-budget runs side by side, one
 core each, want ``--train-options '--threads 1'`` and OPENBLAS_NUM_THREADS=1
 in the environment (OpenBLAS's two threads per run, four on two cores, made
 each run seven times slower). Prints one Markdown table row per run and a
@@ -33,7 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
+
+from charrnn.settings import recipe
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "data" / "tinyshakespeare.txt"
@@ -54,12 +59,20 @@ CONFIGS: dict[str, list[str]] = {
     "drop0.1": ["--dropout", "0.1"],
     "drop0.2-h384": ["--dropout", "0.2", "--hidden-size", "384"],
     "eval500": ["--eval-every", "500"],
-    # A run of over 500 s: its defaults now (settings.TIME_BUDGET_DEFAULTS), and before.
+    # The recipe of a run of over 1,200 s, and the 2 x 256 model with the dropout of a run of
+    # 500 to 1,200 s (settings.TIME_BUDGET_DEFAULTS): compared at 600 s.
     "long": ["--hidden-size", "512", "--batch-size", "64", "--seq-length", "100", "--lr", "2e-3",
              "--dropout", "0.35"],
     "standard-drop0.2": ["--hidden-size", "256", "--batch-size", "32", "--seq-length", "64",
                          "--lr", "3e-3", "--dropout", "0.2"],
 }
+
+
+def recipe_options(seconds: float) -> list[str]:
+    """The options that give a run limited by steps the defaults of a ``seconds`` run."""
+    chosen = recipe(None, None, seconds)
+    return [option for name, value in asdict(chosen).items()
+            for option in ("--" + name.replace("_", "-"), str(value))]
 
 
 def charrnn(*args: str) -> subprocess.CompletedProcess:
@@ -122,7 +135,8 @@ def main() -> None:
             for seed in map(int, args.seeds.split(",")):
                 if rates or args.steps:
                     steps = args.steps or round(args.seconds * rates[name])
-                    budget, label = ["--max-steps", str(steps)], f"{steps} steps (= {args.seconds:g} s)"
+                    budget = ["--max-steps", str(steps), *recipe_options(args.seconds)]
+                    label = f"{steps} steps (= {args.seconds:g} s)"
                 else:
                     budget, label = ["--max-time", str(args.seconds)], f"{args.seconds:g} s"
                 result = train_and_score(args.corpus, name, budget, seed, directory, held_out,

@@ -130,8 +130,10 @@ def _crc32_of_rest(file, crc: int) -> int:
 
 
 def store(entry: Entry, tokens: np.ndarray, info: dict) -> bool:
-    """Cache ``tokens`` (1-D) with ``info`` (JSON-able) if the file is unchanged since
-    ``entry`` was made. Returns whether it was stored."""
+    """Cache ``tokens`` (1-D) with ``info`` if the file is unchanged since ``entry`` was
+    made. Returns whether it was stored. ``info`` must come back from JSON as it went in
+    (string keys; strings, numbers, lists): the CRC-32 is taken of it before it is written
+    and of what is read back."""
     if entry.key is None or not entry.is_current():
         return False
     saved = {"key": entry.key, "length": len(tokens), "dtype": tokens.dtype.str, "info": info}

@@ -1,7 +1,10 @@
 """How to train: the settings, their defaults, and the policy for filling in and replacing them.
 
 Every default of training lives here (the model's in ``model.ModelConfig``);
-the command line reads its defaults from these classes.
+the command line reads its defaults from these classes. A run's ``recipe``
+(by its time budget) fills in the settings left unset, and the command line
+takes the width of a new model from it too: ``TrainSettings`` alone does not
+choose the model.
 """
 
 from __future__ import annotations
@@ -105,12 +108,12 @@ class TrainSettings:
 
     seq_length: int | None = None  # None: the recipe's for the run's limits (see recipe)
     seq_length_schedule: str | None = None  # "START:END": windows grow from START to END steps
-    batch_size: int | None = None  # None, here and below: the recipe's
-    lr: float | None = None
+    batch_size: int | None = None  # None: the recipe's for the run's limits
+    lr: float | None = None  # None: the recipe's
     lr_schedule: str = "cosine"  # one of LR_SCHEDULES
     warmup_steps: int = 0
     clip: float = 5.0
-    dropout: float | None = None  # probability of dropping each layer output while training
+    dropout: float | None = None  # probability of dropping each layer output; None: the recipe's
     max_steps: int | None = None
     max_epochs: float | None = None
     max_time: float | None = None  # seconds of one run (a resumed run counts afresh)

@@ -282,7 +282,7 @@ def test_the_width_of_a_new_model_follows_the_time_budget(monkeypatch, tmp_path,
     monkeypatch.setattr(train_command, "run_until_stopped",
                         lambda trainer, *rest: started.append(trainer))
     result = CliRunner().invoke(cli, ["train", str(tiny_text_file), "--out",
-                                      str(tmp_path / "x.npz"), *options])
+                                      str(tmp_path / "x.npz"), "--threads", "1", *options])
     assert result.exit_code == 0, result.output
     assert started[0].model.config.hidden_size == hidden_size
 

@@ -37,10 +37,10 @@ TRAINING_OPTIONS = tuple(setting.name for setting in fields(TrainSettings))
 SETTING_TYPES = get_type_hints(TrainSettings)
 
 
-def by_budget(name: str) -> str:
+def budget_default_help(name: str) -> str:
     """The default of the recipe setting ``name`` for --help: "[default: 0.003; for a run
-    limited by --max-time alone, 0.005 up to 200 s, 0.003 up to 500 s, 0.002 over 500 s]"
-    (settings.TIME_BUDGET_DEFAULTS)."""
+    limited by --max-time alone, 0.005 up to 200 s, 0.003 up to 1200 s, 0.002 over 1200 s;
+    on --resume, the checkpoint's]" (settings.TIME_BUDGET_DEFAULTS)."""
     rows = [(seconds, getattr(chosen, name)) for seconds, chosen in TIME_BUDGET_DEFAULTS]
     parts, start = [], 0
     for (seconds, value), following in zip(rows, rows[1:] + [(None, None)]):
@@ -50,7 +50,7 @@ def by_budget(name: str) -> str:
                      else f"{value:g} over {start:g} s")
         start = seconds
     return (f"[default: {getattr(STANDARD, name):g}; for a run limited by --max-time alone, "
-            f"{', '.join(parts)}]")
+            f"{', '.join(parts)}; on --resume, the checkpoint's]")
 
 
 def setting_type(name: str) -> click.ParamType:
@@ -144,7 +144,7 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--cell", type=click.Choice(sorted(CELLS)), default=MODEL_DEFAULTS["cell"],
               help="Recurrent cell: LSTM, GRU, or vanilla tanh RNN.")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=None,
-              help=f"Units per recurrent layer {by_budget('hidden_size')}.")
+              help=f"Units per recurrent layer {budget_default_help('hidden_size')}.")
 @click.option("--num-layers", type=click.IntRange(min=1),
               default=MODEL_DEFAULTS["num_layers"],
               help="Stacked recurrent layers.")
@@ -153,15 +153,15 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help="Size of the learned character embedding.")
 @click.option("--seq-length", type=setting_type("seq_length"), default=None,
               help=f"Time steps per window (truncated backpropagation through time) "
-                   f"{by_budget('seq_length')}.")
+                   f"{budget_default_help('seq_length')}.")
 @click.option("--seq-length-schedule", metavar="START:END", default=None,
               callback=lambda ctx, param, value: check_schedule(value),
               help="Grow the windows from START to END steps over the first half of training "
                    "(in place of --seq-length).")
 @click.option("--batch-size", type=setting_type("batch_size"), default=None,
-              help=f"Parallel streams per step {by_budget('batch_size')}.")
+              help=f"Parallel streams per step {budget_default_help('batch_size')}.")
 @click.option("--lr", type=setting_type("lr"), default=None,
-              help=f"Adam learning rate {by_budget('lr')}.")
+              help=f"Adam learning rate {budget_default_help('lr')}.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule,
               help="constant; cosine: decay to zero by the step, epoch (or time) "
                    "limit; plateau: halve after two evaluations without improvement.")
@@ -171,7 +171,7 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help="Clip gradients to this global norm (0: no clipping).")
 @click.option("--dropout", type=setting_type("dropout"), default=None,
               help=f"Drop each layer's outputs with this probability while training "
-                   f"{by_budget('dropout')}.")
+                   f"{budget_default_help('dropout')}.")
 @click.option("--seed", type=setting_type("seed"), default=DEFAULTS.seed,
               help="Seed for the initial weights and dropout.")
 @click.option("--threads", type=setting_type("threads"), default=None,
