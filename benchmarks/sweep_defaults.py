@@ -38,6 +38,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from charrnn.cli.train import flag
 from charrnn.settings import recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def recipe_options(seconds: float) -> list[str]:
     """The options that give a run limited by steps the defaults of a ``seconds`` run."""
     chosen = recipe(None, None, seconds)
     return [option for name, value in asdict(chosen).items()
-            for option in ("--" + name.replace("_", "-"), str(value))]
+            for option in (flag(name), str(value))]
 
 
 def charrnn(*args: str) -> subprocess.CompletedProcess:

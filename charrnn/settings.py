@@ -132,10 +132,9 @@ class TrainSettings:
         if self.threads is None:
             object.__setattr__(self, "threads", available_cores())
         self._check_types_and_ranges()
-        chosen = recipe(self.max_steps, self.max_epochs, self.max_time)
         for name in ("lr", "dropout", "batch_size", "seq_length"):
             if getattr(self, name) is None:
-                object.__setattr__(self, name, getattr(chosen, name))
+                object.__setattr__(self, name, getattr(self.recipe, name))
         if all(getattr(self, name) is None for name in STOP_LIMITS):
             object.__setattr__(self, "max_epochs", DEFAULT_MAX_EPOCHS)
         if self.keep_last is not None and self.save_every is None:
@@ -159,6 +158,11 @@ class TrainSettings:
                                    f"{bounds(name)}")
         if self.records and not self.delimiter:
             raise CharrnnError("the setting delimiter is empty")
+
+    @property
+    def recipe(self) -> Recipe:
+        """The defaults of a run with these limits (the default epoch limit counts as none)."""
+        return recipe(self.max_steps, self.max_epochs, self.max_time)
 
     @property
     def record_delimiter(self) -> str | None:

@@ -19,7 +19,7 @@ from ..errors import CharrnnError
 from ..fine_tune import fine_tuned_config, new_characters
 from ..model import ModelConfig
 from ..settings import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, STANDARD, TIME_BUDGET_DEFAULTS,
-                        SettingNeeded, TrainSettings, bounds, recipe)
+                        SettingNeeded, TrainSettings, bounds)
 from ..text import default_corpus, training_files
 from ..vocab import counted, shown_characters
 from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
@@ -297,8 +297,7 @@ def new_run(sources: list[str], options: dict, out_path: Path, read: dict, init_
     if init_from is None:
         architecture = {name: options[name] for name in ARCHITECTURE_OPTIONS}
         if architecture["hidden_size"] is None:
-            architecture["hidden_size"] = recipe(settings.max_steps, settings.max_epochs,
-                                                 settings.max_time).hidden_size
+            architecture["hidden_size"] = settings.recipe.hidden_size
         config = ModelConfig(corpus.vocab.size, **architecture)
     else:
         config = fine_tuned_config(init_from, corpus.vocab)
