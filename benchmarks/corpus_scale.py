@@ -61,15 +61,15 @@ def corpus_path(size_mb: int) -> Path:
 def measure(kind: str, path: str, cache_dir: str) -> dict:
     """Run in a fresh process: load the corpus (and, for "train", take one step)."""
     start = time.monotonic()
-    from charrnn.corpus import load_corpus
+    from charrnn.data.corpus import load_corpus
     records = kind.startswith("records")
     corpus = load_corpus(path, records=records, delimiter="\n", val_fraction=0.05,
                          cache_dir=Path(cache_dir))
     result = {"seconds": time.monotonic() - start}
     if kind.startswith("train"):
-        from charrnn.model import ModelConfig
-        from charrnn.settings import TrainSettings
-        from charrnn.train import new_trainer
+        from charrnn.nn.model import ModelConfig
+        from charrnn.training.settings import TrainSettings
+        from charrnn.training.trainer import new_trainer
         settings = TrainSettings(batch_size=32, seq_length=50, max_steps=1)
         config = ModelConfig(corpus.vocab.size, embedding_size=16, hidden_size=64, num_layers=1)
         trainer = new_trainer(corpus, config, settings, Path(cache_dir) / "model.npz")

@@ -11,9 +11,9 @@ import argparse
 import time
 from pathlib import Path
 
-from charrnn.checkpoint import load_checkpoint, pretrained_model
-from charrnn.corpus import text_tokens
-from charrnn.evaluate import WARMUP_LENGTH, score_tokens
+from charrnn.data.corpus import text_tokens
+from charrnn.nn.scoring import WARMUP_LENGTH, score_tokens
+from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
 
 REPO = Path(__file__).resolve().parent.parent
 

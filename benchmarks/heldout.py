@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.corpus import Corpus, build_corpus
-from charrnn.evaluate import score_tokens
-from charrnn.model import Model, ModelConfig, Params
-from charrnn.settings import TrainSettings
-from charrnn.text import read_text
-from charrnn.train import Trainer
-from charrnn.training_state import TrainingState
+from charrnn.data.corpus import Corpus, build_corpus
+from charrnn.data.sources import read_text
+from charrnn.nn.model import Model, ModelConfig, Params
+from charrnn.nn.scoring import score_tokens
+from charrnn.training.settings import TrainSettings
+from charrnn.training.state import TrainingState
+from charrnn.training.trainer import Trainer
 
 HELD_OUT_CHARS = 100_000
 

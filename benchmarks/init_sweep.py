@@ -31,11 +31,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 import click
 import numpy as np
-
-from charrnn.model import ModelConfig, Params
-from charrnn.optim import Adam
-from charrnn.settings import TrainSettings
 from heldout import held_out_corpus, held_out_loss, trainer_from
+
+from charrnn.nn.model import ModelConfig, Params
+from charrnn.nn.optim import Adam
+from charrnn.training.settings import TrainSettings
 
 FORGET = 1  # the forget gate's block in charrnn's packing i, f, o, g
 

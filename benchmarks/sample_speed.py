@@ -16,9 +16,9 @@ import time
 import click
 import numpy as np
 
-from charrnn.model import Model, ModelConfig, init_params
-from charrnn.sample import generate
-from charrnn.vocab import END_ID, Vocabulary
+from charrnn.data.vocab import END_ID, Vocabulary
+from charrnn.generation.sampling import generate
+from charrnn.nn.model import Model, ModelConfig, init_params
 
 
 def random_model(hidden_size: int, num_layers: int, vocab: Vocabulary) -> Model:

@@ -16,10 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from charrnn.corpus import load_corpus
-from charrnn.model import ModelConfig
-from charrnn.settings import TrainSettings
-from charrnn.train import new_trainer
+from charrnn.data.corpus import load_corpus
+from charrnn.nn.model import ModelConfig
+from charrnn.training.settings import TrainSettings
+from charrnn.training.trainer import new_trainer
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS_CANDIDATES = [REPO.parent / "shared" / "data" / "tinyshakespeare.txt",

@@ -39,7 +39,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from charrnn.cli.train import flag
-from charrnn.settings import recipe
+from charrnn.training.settings import recipe
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "data" / "tinyshakespeare.txt"

@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from charrnn.corpus import build_corpus
-from charrnn.text import read_text
-from charrnn.model import ModelConfig
-from charrnn.settings import DEFAULT_MAX_EPOCHS, TrainSettings
-from charrnn.train import new_trainer
+from charrnn.data.corpus import build_corpus
+from charrnn.data.sources import read_text
+from charrnn.nn.model import ModelConfig
+from charrnn.training.settings import DEFAULT_MAX_EPOCHS, TrainSettings
+from charrnn.training.trainer import new_trainer
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS_CANDIDATES = [REPO.parent / "shared" / "data" / "tinyshakespeare.txt",

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
-from charrnn.windows import Windows
-from charrnn.model import Model, ModelConfig, init_params
-from charrnn.optim import Adam, clip_scale
-from charrnn.parallel import Workers
-from charrnn.settings import available_cores
+from charrnn.data.windows import Windows
+from charrnn.nn.model import Model, ModelConfig, init_params
+from charrnn.nn.optim import Adam, clip_scale
+from charrnn.training.parallel import Workers
+from charrnn.training.settings import available_cores
 
 VOCAB_SIZE = 67  # 65 characters, <START> and <END>
 EMBEDDING_SIZE = 64

@@ -63,12 +63,12 @@ from dataclasses import dataclass, field
 
 import click
 import numpy as np
-
-from charrnn.model import Model, ModelConfig, Params, init_params
-from charrnn.optim import Adam
-from charrnn.settings import TrainSettings, available_cores
-from charrnn.vocab import START_ID
 from heldout import held_out_corpus, held_out_loss, trainer_from
+
+from charrnn.data.vocab import START_ID
+from charrnn.nn.model import Model, ModelConfig, Params, init_params
+from charrnn.nn.optim import Adam
+from charrnn.training.settings import TrainSettings, available_cores
 
 try:
     import torch

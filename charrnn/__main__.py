@@ -1,5 +1,5 @@
 """``python -m charrnn`` runs the command line."""
 
-from .cli import main
+from charrnn.cli import main
 
 main()

@@ -116,9 +116,9 @@ def warmup_check(checkpoint: Path, text: str) -> tuple[float, float]:
     """The largest differences, in a character's surprise and in any cell, between reading
     ``text`` as show does (streams warmed up) and in one sequential pass."""
     sys.path.insert(0, str(REPO))
-    from charrnn.checkpoint import load_checkpoint
-    from charrnn.corpus import text_tokens
-    from charrnn.trace import Unit, trace_tokens
+    from charrnn.data.corpus import text_tokens
+    from charrnn.inspection.read_through import Unit, trace_tokens
+    from charrnn.saving.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
     config = loaded.model.config

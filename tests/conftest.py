@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn.corpus import build_corpus
-from charrnn.model import ModelConfig
-from charrnn.settings import TrainSettings
-from charrnn.train import Trainer, new_trainer
+from charrnn.data.corpus import build_corpus
+from charrnn.nn.model import ModelConfig
+from charrnn.training.settings import TrainSettings
+from charrnn.training.trainer import Trainer, new_trainer
 
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.beam import beam_search
-from charrnn.sample import log_softmax, primed_start
-from charrnn.checkpoint import load_checkpoint
-from charrnn.model import Model, ModelConfig, init_params
-from charrnn.sample import generate
-from charrnn.vocab import END_ID, Vocabulary
+from charrnn.data.vocab import END_ID, Vocabulary
+from charrnn.generation.beam import beam_search
+from charrnn.generation.sampling import generate, log_softmax, primed_start
+from charrnn.nn.model import Model, ModelConfig, init_params
+from charrnn.saving.checkpoint import load_checkpoint
 
 
 def sequence_log_prob(model, vocab, prime, tokens, ended):

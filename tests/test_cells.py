@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.cells import CELLS
-from charrnn.model import Model, ModelConfig, init_params
-from charrnn.recurrent import sigmoid_
-from charrnn.vocab import START_ID
+from charrnn.data.vocab import START_ID
+from charrnn.nn.cells import CELLS
+from charrnn.nn.layers import sigmoid_
+from charrnn.nn.model import Model, ModelConfig, init_params
 
 
 def sigmoid(a):

@@ -8,16 +8,15 @@ import zipfile
 
 import numpy as np
 import pytest
-
-from charrnn.checkpoint import (MAX_METADATA_BYTES, Checkpoint, load_checkpoint,
-                                save_checkpoint)
-from charrnn.errors import CharrnnError
-from charrnn.model import Model, ModelConfig, init_params
-from charrnn.training_state import from_checkpoint
-from charrnn.vocab import Vocabulary
-
 from conftest import TINY_TEXT, make_trainer
 from damage import metadata_bytes, npy_header, read_members, read_metadata, write_members
+
+from charrnn.data.vocab import Vocabulary
+from charrnn.errors import CharrnnError
+from charrnn.nn.model import Model, ModelConfig, init_params
+from charrnn.saving.checkpoint import (MAX_METADATA_BYTES, Checkpoint, load_checkpoint,
+                                       save_checkpoint)
+from charrnn.training.state import from_checkpoint
 
 
 def small_checkpoint(rng, dtype=np.float32) -> Checkpoint:

@@ -13,14 +13,13 @@ import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_TEXT
 
 from charrnn import __version__
-from charrnn.checkpoint import load_checkpoint, pretrained_model
 from charrnn.cli import cli
 from charrnn.cli.train import setting_type
-from charrnn.settings import NUMBER_BOUNDS, bounds
-
-from conftest import TINY_TEXT
+from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.training.settings import NUMBER_BOUNDS, bounds
 
 SMALL = ["--hidden-size", "16", "--embedding-size", "8", "--seq-length", "16",
          "--batch-size", "4"]
@@ -272,7 +271,7 @@ def test_running_out_of_memory_is_one_line(tiny_checkpoint, tiny_text_file, monk
 
 def test_a_step_larger_than_the_machine_is_refused_before_training(tmp_path, monkeypatch):
     """As a stranger's checkpoint could ask with its window layout, or a typo."""
-    monkeypatch.setattr(sys.modules["charrnn.train"], "physical_memory", lambda: 2**30)
+    monkeypatch.setattr(sys.modules["charrnn.training.trainer"], "physical_memory", lambda: 2**30)
     text_file = tmp_path / "t.txt"
     text_file.write_text(TINY_TEXT * 100)
     out = tmp_path / "m.npz"

@@ -10,17 +10,16 @@ import threading
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from click.testing import CliRunner
-
-from charrnn import cache, corpus
+from charrnn.data import cache, corpus
 from charrnn.cli import cli
-from charrnn.corpus import build_corpus, encode_text, load_corpus, split_corpus
-from charrnn.text import InvalidBytes, decode_text, decoded_pieces
+from charrnn.data.corpus import build_corpus, encode_text, load_corpus, split_corpus
+from charrnn.data.sources import InvalidBytes, decode_text, decoded_pieces
+from charrnn.data.vocab import END_ID, START_ID, Vocabulary
 from charrnn.errors import CharrnnError
-from charrnn.vocab import END_ID, START_ID, Vocabulary
 
 
 def chunks_of(data: bytes, size: int) -> list[bytes]:

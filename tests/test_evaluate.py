@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from charrnn.checkpoint import load_checkpoint, pretrained_model
-from charrnn.corpus import text_tokens
-from charrnn.evaluate import score_text, score_tokens
-
 from conftest import SHAKESPEARE
+
+from charrnn.data.corpus import text_tokens
+from charrnn.nn.scoring import score_text, score_tokens
+from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from charrnn.checkpoint import load_checkpoint, pretrained_model
-from charrnn.cli import cli
-from charrnn.corpus import build_corpus
-from charrnn.evaluate import score_text
-from charrnn.fine_tune import extended_params, fine_tuned_config, new_characters
-from charrnn.model import ModelConfig, init_params
-from charrnn.settings import TrainSettings
-from charrnn.train import new_trainer, resume_trainer
-from charrnn.vocab import Vocabulary
-
 from conftest import make_trainer
+
+from charrnn.cli import cli
+from charrnn.data.corpus import build_corpus
+from charrnn.data.vocab import Vocabulary
+from charrnn.nn.model import ModelConfig, init_params
+from charrnn.nn.scoring import score_text
+from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.training.fine_tune import extended_params, fine_tuned_config, new_characters
+from charrnn.training.settings import TrainSettings
+from charrnn.training.trainer import new_trainer, resume_trainer
 
 SMALL = ["--hidden-size", "16", "--embedding-size", "8", "--seq-length", "16",
          "--batch-size", "4"]

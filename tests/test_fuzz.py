@@ -19,23 +19,22 @@ import json
 import resource
 import subprocess
 import sys
-import tracemalloc
 import traceback
+import tracemalloc
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from charrnn.checkpoint import for_sampling, load_checkpoint, save_checkpoint
-from charrnn.cli import cli
-from charrnn.corpus import load_corpus
-from charrnn.errors import CharrnnError
-
 from conftest import TINY_TEXT, train_tiny
-from damage import (flip_bits, metadata_bytes, npy_bytes, npy_header, read_members,
-                    read_metadata, truncate, write_members, zero_run)
+from damage import (flip_bits, metadata_bytes, npy_bytes, npy_header, read_members, read_metadata,
+                    truncate, write_members, zero_run)
+
+from charrnn.cli import cli
+from charrnn.data.corpus import load_corpus
+from charrnn.errors import CharrnnError
+from charrnn.saving.checkpoint import for_sampling, load_checkpoint, save_checkpoint
 
 MEMORY_LIMIT = 128 << 20  # bytes loading a case may allocate; the tiny model needs 1 MB
 ADDRESS_LIMIT = 1 << 30  # bytes of address space for a case run as a process

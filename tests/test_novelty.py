@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from charrnn.checkpoint import for_sampling, load_checkpoint, save_checkpoint
-from charrnn.cli import cli
-from charrnn.corpus import build_corpus
-from charrnn.settings import TrainSettings
-from charrnn.train import new_trainer, resume_trainer
-
 from conftest import make_trainer
+
+from charrnn.cli import cli
+from charrnn.data.corpus import build_corpus
+from charrnn.saving.checkpoint import for_sampling, load_checkpoint, save_checkpoint
+from charrnn.training.settings import TrainSettings
+from charrnn.training.trainer import new_trainer, resume_trainer
 
 NAMES = ["emma", "olivia", "ava", "mia", "sofia", "ella", "lia", "mila", "nora", "luna"]
 RECORDS_TEXT = "\n".join(NAMES * 12) + "\n"

@@ -8,10 +8,10 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from charrnn.model import Model, ModelConfig, init_params
-from charrnn.optim import Adam, global_norm
-from charrnn.parallel import Workers, WorkerStopped, split
-from charrnn.vocab import START_ID
+from charrnn.data.vocab import START_ID
+from charrnn.nn.model import Model, ModelConfig, init_params
+from charrnn.nn.optim import Adam, global_norm
+from charrnn.training.parallel import Workers, WorkerStopped, split
 
 
 @pytest.fixture

@@ -10,16 +10,15 @@ import time
 
 import numpy as np
 import pytest
+from conftest import TINY_TEXT, make_trainer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn import cache
-from charrnn.checkpoint import load_checkpoint
-from charrnn.sample import generate
-from charrnn.settings import SettingNeeded, TrainSettings, resumed_settings
-from charrnn.train import TrainingDiverged, resume_trainer
-
-from conftest import TINY_TEXT, make_trainer
+from charrnn.data import cache
+from charrnn.generation.sampling import generate
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.training.settings import SettingNeeded, TrainSettings, resumed_settings
+from charrnn.training.trainer import TrainingDiverged, resume_trainer
 
 
 def tiny_trainer(out, text=TINY_TEXT, **settings):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.checkpoint import load_checkpoint, pretrained_model
-from charrnn.sample import (LARGEST_UNIFORM, OrderedWriter, Piece, RecentTokens, Sampler,
-                            Sampling, generate)
-from charrnn.vocab import END_ID, START_ID
-
+from charrnn.data.vocab import END_ID, START_ID
+from charrnn.generation.sampling import (LARGEST_UNIFORM, OrderedWriter, Piece, RecentTokens,
+                                         Sampler, Sampling, generate)
+from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
 
 
 def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
@@ -109,7 +108,7 @@ def test_stop_strings_end_a_sample_and_are_kept(tiny_checkpoint):
 
 
 def test_log_prob_is_the_models_probability_of_the_sample(tiny_checkpoint):
-    from charrnn.sample import log_softmax, primed_start
+    from charrnn.generation.sampling import log_softmax, primed_start
 
     loaded = load_checkpoint(tiny_checkpoint)
     pieces = list(generate(loaded.model, loaded.vocab, seed=5, length=30, temperature=1.5))

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import corpus
-from charrnn.checkpoint import load_checkpoint
+from charrnn.data import corpus
 from charrnn.cli import cli
-from charrnn.corpus import build_corpus, load_corpus
+from charrnn.data.corpus import build_corpus, load_corpus
+from charrnn.data.sources import training_files
+from charrnn.data.vocab import END_ID, START_ID
 from charrnn.errors import CharrnnError
-from charrnn.text import training_files
-from charrnn.vocab import END_ID, START_ID
+from charrnn.saving.checkpoint import load_checkpoint
 
 SMALL = ["--hidden-size", "16", "--embedding-size", "8", "--seq-length", "8",
          "--batch-size", "2"]

@@ -10,18 +10,17 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import cli
-from charrnn.corpus import sequence_tokens
-from charrnn.evaluate import breakdown, score_tokens
-from charrnn.features import (FEATURES, Correlations, excerpt_start, find_units, text_features,
-                              token_text)
-from charrnn.model import Model, ModelConfig, init_params
-from charrnn.trace import Unit, trace_tokens
-from charrnn.vocab import START_ID, Vocabulary
-
 from conftest import TINY_TEXT, train_tiny
+
+from charrnn.cli import cli
+from charrnn.data.corpus import sequence_tokens
+from charrnn.data.vocab import START_ID, Vocabulary
+from charrnn.inspection.probes import (FEATURES, Correlations, excerpt_start, find_units,
+                                       text_features, token_text)
+from charrnn.inspection.read_through import Unit, trace_tokens
+from charrnn.nn.model import Model, ModelConfig, init_params
+from charrnn.nn.scoring import breakdown, score_tokens
+from charrnn.saving.checkpoint import load_checkpoint
 
 
 def run(*args, input=None):

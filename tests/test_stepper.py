@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.model import Model, ModelConfig, init_params
+from charrnn.nn.model import Model, ModelConfig, init_params
 
 CELLS = ["lstm", "gru", "rnn"]
 

@@ -7,19 +7,18 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import cli
-from charrnn.corpus import build_corpus
-from charrnn.evaluate import score_tokens
-from charrnn.sample import generate
-from charrnn.errors import CharrnnError
-from charrnn.schedules import Progress, learning_rate, window_length
-from charrnn.settings import DEFAULT_MAX_EPOCHS, TrainSettings
-from charrnn.train import TrainingDiverged, resume_trainer
-from charrnn.vocab import START_ID, Vocabulary
-
 from conftest import TINY_TEXT, make_trainer
+
+from charrnn.cli import cli
+from charrnn.data.corpus import build_corpus
+from charrnn.data.vocab import START_ID, Vocabulary
+from charrnn.errors import CharrnnError
+from charrnn.generation.sampling import generate
+from charrnn.nn.scoring import score_tokens
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.training.schedules import Progress, learning_rate, window_length
+from charrnn.training.settings import DEFAULT_MAX_EPOCHS, TrainSettings
+from charrnn.training.trainer import TrainingDiverged, resume_trainer
 
 
 def test_hello_is_learned_as_a_record_and_ends_by_itself(tmp_path):

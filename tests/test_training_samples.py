@@ -6,15 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from charrnn import known_records
-from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import cli
-from charrnn.corpus import build_corpus
-from charrnn.known_records import KnownRecords, record_hash, records_of_tokens
-from charrnn.training_samples import TrainingSampler
-
 from conftest import TINY_TEXT, make_trainer
+
+from charrnn.data import known_records
+from charrnn.cli import cli
+from charrnn.data.corpus import build_corpus
+from charrnn.data.known_records import KnownRecords, record_hash, records_of_tokens
+from charrnn.generation.training_samples import TrainingSampler
+from charrnn.saving.checkpoint import load_checkpoint
 
 SMALL = ["--hidden-size", "16", "--embedding-size", "8", "--seq-length", "16",
          "--batch-size", "4"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.model import Model, ModelConfig, init_params
-from charrnn.vocab import START_ID
+from charrnn.data.vocab import START_ID
+from charrnn.nn.model import Model, ModelConfig, init_params
 
 
 def sigmoid(a):

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charrnn.corpus import build_corpus, records_in_pieces
-from charrnn.text import decode_text, read_text
-from charrnn.windows import Windows, fit_window
+from charrnn.data.corpus import build_corpus, records_in_pieces
+from charrnn.data.sources import decode_text, read_text
+from charrnn.data.vocab import END_ID, START_ID, Vocabulary, counted
+from charrnn.data.windows import Windows, fit_window
 from charrnn.errors import CharrnnError
-from charrnn.vocab import END_ID, START_ID, Vocabulary, counted
 
 
 def test_vocabulary_is_sorted_by_code_point_after_the_special_tokens():
@@ -132,7 +132,7 @@ def test_padded_windows_cover_every_target_once():
 
 
 def test_character_classes():
-    from charrnn.evaluate import character_class
+    from charrnn.nn.scoring import character_class
 
     assert [character_class(c) for c in ["a", "É", "7", " ", "\n", ",", "€", "<END>", "\x00"]] == [
         "lowercase", "uppercase", "digit", "space", "newline", "punctuation", "punctuation",

@@ -11,17 +11,16 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import CharrnnError
-from ..text import InvalidBytes
-from ..train import TrainingDiverged
-from .output import quiet_broken_pipe
-from .checkpoints import export, info
-from .evaluate import evaluate
-from .sample import sample
-from .show import show
-from .train import train
-
+from charrnn import __version__
+from charrnn.cli.checkpoints import export, info
+from charrnn.cli.evaluate import evaluate
+from charrnn.cli.output import quiet_broken_pipe
+from charrnn.cli.sample import sample
+from charrnn.cli.show import show
+from charrnn.cli.train import train
+from charrnn.data.sources import InvalidBytes
+from charrnn.errors import CharrnnError
+from charrnn.training.trainer import TrainingDiverged
 
 # What the command line adds to a library error: the options that would help.
 ERROR_HINTS = {

@@ -8,8 +8,8 @@ import math
 
 import click
 
-from ..checkpoint import for_sampling, load_checkpoint, save_checkpoint
-from .output import print_line, stdout_console
+from charrnn.cli.output import print_line, stdout_console
+from charrnn.saving.checkpoint import for_sampling, load_checkpoint, save_checkpoint
 
 
 @click.command()
@@ -19,7 +19,7 @@ def info(checkpoint, as_json):
     """Show what a checkpoint holds: architecture, vocabulary, training and loss curves."""
     from rich.table import Table
 
-    from ..info import loss_plot, printable_char, summary
+    from charrnn.inspection.summary import loss_plot, printable_char, summary
 
     loaded = load_checkpoint(checkpoint)
     details = summary(loaded)

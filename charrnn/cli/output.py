@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import click
 import numpy as np
 
-from ..errors import CharrnnError
+from charrnn.errors import CharrnnError
 
 
 def random_seed() -> int:

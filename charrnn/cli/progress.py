@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..train import TrainEvent
-from ..training_samples import LABELS, TrainingSample
+from charrnn.generation.training_samples import LABELS, TrainingSample
+from charrnn.training.trainer import TrainEvent
 
 BAR_TOTAL = 1000
 

@@ -11,22 +11,23 @@ from typing import get_args, get_type_hints
 
 import click
 
-from ..cache import default_cache_dir
-from ..cells import CELLS
-from ..checkpoint import check_writable, load_checkpoint
-from ..corpus import load_corpus
-from ..errors import CharrnnError
-from ..fine_tune import fine_tuned_config, new_characters
-from ..model import ModelConfig
-from ..settings import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, STANDARD, TIME_BUDGET_DEFAULTS,
-                        SettingNeeded, TrainSettings, bounds)
-from ..text import default_corpus, training_files
-from ..vocab import counted, shown_characters
-from ..train import ArchitectureChanged, check_architecture, new_trainer, resume_trainer
-from ..known_records import MAX_KEPT
-from ..training_samples import TrainingSampler
-from ..training_state import saved_settings
-from .output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
+from charrnn.cli.output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
+from charrnn.data.cache import default_cache_dir
+from charrnn.data.corpus import load_corpus
+from charrnn.data.known_records import MAX_KEPT
+from charrnn.data.sources import default_corpus, training_files
+from charrnn.data.vocab import counted, shown_characters
+from charrnn.errors import CharrnnError
+from charrnn.generation.training_samples import TrainingSampler
+from charrnn.nn.cells import CELLS
+from charrnn.nn.model import ModelConfig
+from charrnn.saving.checkpoint import check_writable, load_checkpoint
+from charrnn.training.fine_tune import fine_tuned_config, new_characters
+from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, STANDARD,
+                                       TIME_BUDGET_DEFAULTS, SettingNeeded, TrainSettings, bounds)
+from charrnn.training.state import saved_settings
+from charrnn.training.trainer import (ArchitectureChanged, check_architecture, new_trainer,
+                                      resume_trainer)
 
 DEFAULT_SAMPLE_LENGTH = 200
 DEFAULTS = TrainSettings()  # the defaults of every training option
@@ -339,7 +340,7 @@ def run_until_stopped(trainer, sample_every: int | None = None,
                       sampler: TrainingSampler | None = None) -> None:
     """Run with a progress display (and samples from ``sampler`` every ``sample_every``
     steps); exit 130 or 143 if a signal stopped it."""
-    from .progress import TrainingReporter  # rich is only needed here
+    from charrnn.cli.progress import TrainingReporter  # rich is only needed here
 
     with StopOnSignal() as stop, TrainingReporter() as reporter:
         def on_event(event):
