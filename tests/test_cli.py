@@ -17,8 +17,10 @@ from conftest import TINY_TEXT
 
 from charrnn import __version__
 from charrnn.cli import cli
+from charrnn.cli import evaluate as eval_command
 from charrnn.cli.train import setting_type
 from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.training import trainer as trainer_module
 from charrnn.training.settings import NUMBER_BOUNDS, bounds
 
 SMALL = ["--hidden-size", "16", "--embedding-size", "8", "--seq-length", "16",
@@ -251,7 +253,7 @@ def test_an_unforeseen_os_error_names_its_file(tiny_checkpoint, tiny_text_file, 
     def fail(*args, **kwargs):
         raise OSError(5, "Input/output error", "/mnt/x.bin")
 
-    monkeypatch.setattr(sys.modules["charrnn.cli.evaluate"], "load_checkpoint", fail)
+    monkeypatch.setattr(eval_command, "load_checkpoint", fail)
     result = run("eval", tiny_checkpoint, tiny_text_file)
     assert result.exit_code == 1
     assert result.stderr == "charrnn: error: /mnt/x.bin: Input/output error\n"
@@ -262,7 +264,7 @@ def test_running_out_of_memory_is_one_line(tiny_checkpoint, tiny_text_file, monk
         raise MemoryError("Unable to allocate 7.63 GiB for an array with shape (1000000, 1, "
                           "2048) and data type float32")
 
-    monkeypatch.setattr(sys.modules["charrnn.cli.evaluate"], "load_checkpoint", fail)
+    monkeypatch.setattr(eval_command, "load_checkpoint", fail)
     result = run("eval", tiny_checkpoint, tiny_text_file)
     assert result.exit_code == 1
     assert result.stderr.startswith("charrnn: error: out of memory (Unable to allocate 7.63 GiB")
@@ -271,7 +273,7 @@ def test_running_out_of_memory_is_one_line(tiny_checkpoint, tiny_text_file, monk
 
 def test_a_step_larger_than_the_machine_is_refused_before_training(tmp_path, monkeypatch):
     """As a stranger's checkpoint could ask with its window layout, or a typo."""
-    monkeypatch.setattr(sys.modules["charrnn.training.trainer"], "physical_memory", lambda: 2**30)
+    monkeypatch.setattr(trainer_module, "physical_memory", lambda: 2**30)
     text_file = tmp_path / "t.txt"
     text_file.write_text(TINY_TEXT * 100)
     out = tmp_path / "m.npz"

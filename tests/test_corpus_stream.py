@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charrnn.data import cache, corpus
 from charrnn.cli import cli
+from charrnn.data import cache, corpus
 from charrnn.data.corpus import build_corpus, encode_text, load_corpus, split_corpus
 from charrnn.data.sources import InvalidBytes, decode_text, decoded_pieces
 from charrnn.data.vocab import END_ID, START_ID, Vocabulary

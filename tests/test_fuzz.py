@@ -31,6 +31,7 @@ from conftest import TINY_TEXT, train_tiny
 from damage import (flip_bits, metadata_bytes, npy_bytes, npy_header, read_members, read_metadata,
                     truncate, write_members, zero_run)
 
+import charrnn.cli.sample
 from charrnn.cli import cli
 from charrnn.data.corpus import load_corpus
 from charrnn.errors import CharrnnError
@@ -343,7 +344,7 @@ def test_a_long_or_broken_message_is_still_one_line(monkeypatch, tmp_path):
     def refuse(path):
         raise CharrnnError("first line\nsecond line " + "x" * 5000)
 
-    monkeypatch.setattr(sys.modules["charrnn.cli.sample"], "load_checkpoint", refuse)
+    monkeypatch.setattr(charrnn.cli.sample, "load_checkpoint", refuse)
     result = CliRunner().invoke(cli, ["sample", str(tmp_path / "m.npz")])
     assert result.exit_code == 1
     expected = ("first line second line " + "x" * 5000)[:1000] + "..."

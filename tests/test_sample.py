@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from charrnn.cli.output import OrderedWriter
 from charrnn.data.vocab import END_ID, START_ID
-from charrnn.generation.sampling import (LARGEST_UNIFORM, OrderedWriter, Piece, RecentTokens,
-                                         Sampler, Sampling, generate)
+from charrnn.generation.sampling import (LARGEST_UNIFORM, Piece, RecentTokens, Sampler, Sampling,
+                                         generate)
 from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn.data import corpus
 from charrnn.cli import cli
+from charrnn.data import corpus
 from charrnn.data.corpus import build_corpus, load_corpus
 from charrnn.data.sources import training_files
 from charrnn.data.vocab import END_ID, START_ID

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import TINY_TEXT, make_trainer
 
+import charrnn.cli.train
 from charrnn.cli import cli
 from charrnn.data.corpus import build_corpus
 from charrnn.data.vocab import START_ID, Vocabulary
@@ -277,7 +276,7 @@ def test_a_run_by_the_clock_gets_the_defaults_of_its_length(limits, lr, dropout,
 def test_the_width_of_a_new_model_follows_the_time_budget(monkeypatch, tmp_path, tiny_text_file,
                                                           options, hidden_size):
     started = []  # the trainer, which is not run
-    train_command = sys.modules["charrnn.cli.train"]  # the module, not the command of its name
+    train_command = charrnn.cli.train
     monkeypatch.setattr(train_command, "run_until_stopped",
                         lambda trainer, *rest: started.append(trainer))
     result = CliRunner().invoke(cli, ["train", str(tiny_text_file), "--out",

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import TINY_TEXT, make_trainer
 
-from charrnn.data import known_records
 from charrnn.cli import cli
+from charrnn.data import known_records
 from charrnn.data.corpus import build_corpus
 from charrnn.data.known_records import KnownRecords, record_hash, records_of_tokens
 from charrnn.generation.training_samples import TrainingSampler

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from charrnn.data.corpus import build_corpus, records_in_pieces
 from charrnn.data.sources import decode_text, read_text
-from charrnn.data.vocab import END_ID, START_ID, Vocabulary, counted
+from charrnn.data.vocab import END_ID, START_ID, Vocabulary
 from charrnn.data.windows import Windows, fit_window
-from charrnn.errors import CharrnnError
+from charrnn.errors import CharrnnError, counted
 
 
 def test_vocabulary_is_sorted_by_code_point_after_the_special_tokens():

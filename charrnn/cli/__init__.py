@@ -2,7 +2,8 @@
 
 A thin layer: it parses options, calls the library and reports. Generated
 text (or JSON) goes to stdout; progress and diagnostics go to stderr. Every
-failure is one line on stderr and a non-zero exit status.
+failure is one line on stderr and a non-zero exit status. The top layer: it may import
+every package below it, and it is the only one that imports click and rich.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ import sys
 import click
 
 from charrnn import __version__
-from charrnn.cli.checkpoints import export, info
-from charrnn.cli.evaluate import evaluate
+from charrnn.cli import checkpoints, evaluate, sample, show, train
 from charrnn.cli.output import quiet_broken_pipe
-from charrnn.cli.sample import sample
-from charrnn.cli.show import show
-from charrnn.cli.train import train
 from charrnn.data.sources import InvalidBytes
 from charrnn.errors import CharrnnError
 from charrnn.training.trainer import TrainingDiverged
@@ -98,7 +95,9 @@ def cli():
     """
 
 
-for command in (train, sample, evaluate, info, export, show):
+# The modules keep their names: each command is reached through its module.
+for command in (train.train, sample.sample, evaluate.evaluate, checkpoints.info,
+                checkpoints.export, show.show):
     cli.add_command(command)
 
 

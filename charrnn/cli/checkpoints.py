@@ -8,6 +8,7 @@ import math
 
 import click
 
+from charrnn.cli.display import plot_curves, printable_char
 from charrnn.cli.output import print_line, stdout_console
 from charrnn.saving.checkpoint import for_sampling, load_checkpoint, save_checkpoint
 
@@ -19,7 +20,7 @@ def info(checkpoint, as_json):
     """Show what a checkpoint holds: architecture, vocabulary, training and loss curves."""
     from rich.table import Table
 
-    from charrnn.inspection.summary import loss_plot, printable_char, summary
+    from charrnn.inspection.summary import loss_curves, summary
 
     loaded = load_checkpoint(checkpoint)
     details = summary(loaded)
@@ -57,7 +58,7 @@ def info(checkpoint, as_json):
         table.add_row("trained", "no training state saved")
     console = stdout_console(soft_wrap=True, highlight=False)
     console.print(table)
-    plot = loss_plot(loaded)
+    plot = plot_curves(loss_curves(loaded), {"train": "·", "val": "●"})
     if plot:
         console.print("\nloss, nats/char (· train, ● validation) by step", markup=False)
         console.print("\n".join(plot), markup=False)

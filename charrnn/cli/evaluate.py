@@ -7,10 +7,10 @@ import math
 
 import click
 
+from charrnn.cli.display import printable_char
 from charrnn.cli.output import encoding_option, errors_option, escape, print_line, stdout_console
 from charrnn.data.sources import read_text, source_name
-from charrnn.data.vocab import counted
-from charrnn.errors import CharrnnError
+from charrnn.errors import CharrnnError, counted
 from charrnn.nn.scoring import breakdown, score_lines, score_text, split_lines
 from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.state import saved_settings
@@ -109,7 +109,6 @@ def print_breakdown(by_class, by_token, score) -> None:
     """Two rich tables: loss by character class, and the hardest characters."""
     from rich.table import Table
 
-    from charrnn.inspection.summary import printable_char
 
     console = stdout_console(highlight=False)
     classes = Table(title="loss by character class", title_justify="left")

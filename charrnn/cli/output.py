@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import click
 import numpy as np
 
 from charrnn.errors import CharrnnError
+from charrnn.generation.sampling import Piece
 
 
 def random_seed() -> int:
@@ -116,3 +118,40 @@ def stdout_console(**options):
                 super().print(*objects, **print_options)
 
     return StdoutConsole(**options)
+
+
+class OrderedWriter:
+    """Writes samples one after another, each as ``prefix``, its text and a newline.
+
+    The earliest unfinished sample is streamed as it grows; later ones are
+    held back until their turn.
+    """
+
+    def __init__(self, write: Callable[[str], None], num_samples: int, prefix: str = ""):
+        self.write, self.num_samples, self.prefix = write, num_samples, prefix
+        self.current = 0  # the sample being streamed
+        self.held: dict[int, list[str]] = {}
+        self.finished: set[int] = set()
+        self.write(prefix)
+
+    def feed(self, piece: Piece) -> None:
+        if piece.index != self.current:
+            self.held.setdefault(piece.index, []).append(piece.text)
+            if piece.done:
+                self.finished.add(piece.index)
+            return
+        self.write(piece.text)
+        if piece.done:
+            self.write("\n")
+            self._advance()
+
+    def _advance(self) -> None:
+        """Move on to the next samples, writing out what was held for them."""
+        while True:
+            self.current += 1
+            if self.current == self.num_samples:
+                return
+            self.write(self.prefix + "".join(self.held.pop(self.current, [])))
+            if self.current not in self.finished:
+                return
+            self.write("\n")

@@ -6,14 +6,14 @@ import json
 
 import click
 
-from charrnn.cli.output import (FiniteFloatRange, NumberList, StdoutText, encoding_option,
-                                errors_option, parse_escapes, random_seed)
+from charrnn.cli.output import (FiniteFloatRange, NumberList, OrderedWriter, StdoutText,
+                                encoding_option, errors_option, parse_escapes, random_seed)
 from charrnn.data.known_records import KnownRecords
 from charrnn.data.sources import read_text
 from charrnn.errors import CharrnnError
 from charrnn.generation.beam import beam_search
 from charrnn.generation.novelty import MAX_DRAWS, novel_samples
-from charrnn.generation.sampling import OrderedWriter, Sample, Sampling, generate, whole_samples
+from charrnn.generation.sampling import Sample, Sampling, generate, whole_samples
 from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
 
 

@@ -11,20 +11,20 @@ import click
 import numpy as np
 
 from charrnn.cli.colours import SURPRISE, UNIT, Scale
+from charrnn.cli.display import printable_char
 from charrnn.cli.html_page import PageText, html_page
 from charrnn.cli.output import (StdoutText, encoding_option, errors_option, random_seed,
                                 stdout_console)
 from charrnn.data.corpus import text_tokens
 from charrnn.data.sources import read_text, source_name
-from charrnn.data.vocab import END_ID, NUM_SPECIAL, counted, shown_characters
-from charrnn.errors import CharrnnError
+from charrnn.data.vocab import END_ID, NUM_SPECIAL
+from charrnn.errors import CharrnnError, counted, shown_characters
 from charrnn.generation.sampling import generate
 from charrnn.inspection.probes import FEATURES, excerpt, find_units, text_features, token_text
 from charrnn.inspection.read_through import Trace, Unit, shown_positions, trace_tokens
-from charrnn.inspection.summary import printable_char
+from charrnn.io.atomic import check_writable, write_atomically
 from charrnn.nn.cells import CELLS
-from charrnn.saving.checkpoint import (Checkpoint, check_writable, load_checkpoint,
-                                       pretrained_model, write_atomically)
+from charrnn.saving.checkpoint import Checkpoint, load_checkpoint, pretrained_model
 from charrnn.training.state import saved_settings
 
 UNIT_KINDS = tuple(dict.fromkeys(kind for cell in CELLS.values() for kind in cell.unit_kinds))

@@ -16,12 +16,12 @@ from charrnn.data.cache import default_cache_dir
 from charrnn.data.corpus import load_corpus
 from charrnn.data.known_records import MAX_KEPT
 from charrnn.data.sources import default_corpus, training_files
-from charrnn.data.vocab import counted, shown_characters
-from charrnn.errors import CharrnnError
+from charrnn.errors import CharrnnError, counted, shown_characters
 from charrnn.generation.training_samples import TrainingSampler
+from charrnn.io.atomic import check_writable
 from charrnn.nn.cells import CELLS
 from charrnn.nn.model import ModelConfig
-from charrnn.saving.checkpoint import check_writable, load_checkpoint
+from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.fine_tune import fine_tuned_config, new_characters
 from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, STANDARD,
                                        TIME_BUDGET_DEFAULTS, SettingNeeded, TrainSettings, bounds)

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.errors import CharrnnError
+from charrnn.io.atomic import write_atomically
 from charrnn.io.npy import read_header, regular_file_size
-from charrnn.saving.checkpoint import write_atomically
 
 FORMAT_VERSION = 4  # 3: a key names a list of files; 4: the CRC-32 covers the JSON too
 MAX_INFO_BYTES = 32 << 20  # the JSON line; a vocabulary of all of Unicode takes about 17 MB

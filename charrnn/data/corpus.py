@@ -27,9 +27,8 @@ import numpy as np
 
 from charrnn.data import cache
 from charrnn.data.sources import CHUNK_SIZE, chunk_reader, decoded_pieces, source_name
-from charrnn.data.vocab import (END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points,
-                                counted, shown_characters)
-from charrnn.errors import CharrnnError
+from charrnn.data.vocab import END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points
+from charrnn.errors import CharrnnError, counted, shown_characters
 
 BLOCK_SIZE = 2 << 20  # tokens scanned at a time in a token array (each takes 8 bytes as an index)
 

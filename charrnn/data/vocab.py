@@ -36,16 +36,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint32)
 
 
-def counted(number: int, noun: str) -> str:
-    """A count for a message: "1 character", "2,000 characters"."""
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
-
-
-def shown_characters(chars: list[str], limit: int = 20) -> str:
-    """Characters for a message: quoted as one string, cut after ``limit`` of them."""
-    return repr("".join(chars[:limit]) + ("..." if len(chars) > limit else ""))
-
-
 @dataclass(frozen=True)
 class Vocabulary:
     """The characters a model knows, in code-point order."""

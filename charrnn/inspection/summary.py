@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import math
-import unicodedata
 from dataclasses import asdict
 
 from charrnn.saving.checkpoint import Checkpoint
 from charrnn.training.state import from_checkpoint
-
-PLOT_WIDTH = 60
-PLOT_HEIGHT = 12
-
-
-def printable_char(char: str) -> str:
-    """A character as it can be shown in one cell: escapes for controls and spaces."""
-    names = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "␣"}
-    if char in names:
-        return names[char]
-    if unicodedata.category(char)[0] in "CZ":
-        return f"\\u{ord(char):04x}"
-    return char
 
 
 def summary(checkpoint: Checkpoint) -> dict:
@@ -48,40 +33,12 @@ def summary(checkpoint: Checkpoint) -> dict:
     return result
 
 
-def plot_curves(series: dict[str, list[tuple[float, float]]], markers: dict[str, str],
-                width: int = PLOT_WIDTH, height: int = PLOT_HEIGHT) -> list[str]:
-    """A character plot of several (x, y) series on shared axes, with a y scale on the left.
-
-    Later series are drawn over earlier ones where they meet.
-    """
-    points = [(x, y) for values in series.values() for x, y in values if math.isfinite(y)]
-    if not points:
-        return []
-    x_low, x_high = min(x for x, _ in points), max(x for x, _ in points)
-    y_low, y_high = min(y for _, y in points), max(y for _, y in points)
-    x_span, y_span = (x_high - x_low) or 1.0, (y_high - y_low) or 1.0
-    grid = [[" "] * width for _ in range(height)]
-    for name, values in series.items():
-        for x, y in values:
-            if math.isfinite(y):
-                column = round((x - x_low) / x_span * (width - 1))
-                row = round((y_high - y) / y_span * (height - 1))
-                grid[row][column] = markers[name]
-    lines = []
-    for row, cells in enumerate(grid):
-        label = f"{y_high - row * y_span / (height - 1):7.3f}" if row in (0, height - 1) else ""
-        lines.append(f"{label:>7} │{''.join(cells)}")
-    lines.append(" " * 8 + "└" + "─" * width)
-    lines.append(" " * 9 + f"{x_low:<{width // 2}g}{x_high:>{width - width // 2}g}")
-    return lines
-
-
-def loss_plot(checkpoint: Checkpoint) -> list[str]:
-    """Training (·) and validation (●) loss against step, from the checkpoint's history."""
+def loss_curves(checkpoint: Checkpoint) -> dict[str, list[tuple[int, float]]]:
+    """The training and validation losses against step, from the checkpoint's history."""
     state = from_checkpoint(checkpoint)
     history = state.history if state is not None else ()
     train = [(entry["step"], entry["train_loss"]) for entry in history
              if entry.get("train_loss") is not None]
     val = [(entry["step"], entry["val_loss"]) for entry in history
            if entry.get("val_loss") is not None]
-    return plot_curves({"train": train, "val": val}, {"train": "·", "val": "●"})
+    return {"train": train, "val": val}

@@ -19,8 +19,8 @@ is one CharrnnError, never a crash, and never allocates more than the file
 holds and the model needs. The weights may be stored as float16, float32 or
 float64 (all one type); float16 is widened to float32 on loading.
 
-Files are written to a temporary file that is renamed over the target, so a
-crash never leaves a half-written checkpoint.
+Files are written atomically (``charrnn.io.atomic``), so a crash never leaves
+a half-written checkpoint.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ import json
 import math
 import os
 import reprlib
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +39,7 @@ from charrnn import __version__
 from charrnn.data.known_records import KnownRecords
 from charrnn.data.vocab import NUM_SPECIAL, Vocabulary
 from charrnn.errors import CharrnnError
+from charrnn.io.atomic import write_atomically
 from charrnn.io.npy import Archive, ArrayHeader, Unreadable
 from charrnn.nn.cells import CELLS
 from charrnn.nn.model import Model, ModelConfig
@@ -112,66 +111,6 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     arrays[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
 
     write_atomically(path, lambda file: np.savez(file, allow_pickle=False, **arrays))
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` on a temporary file in the folder of ``path``, fsync it and rename it to
-    ``path``: a crash never leaves a half-written file there. The file gets the usual
-    permissions (0666 less the umask). A folder or file that cannot be written is a
-    CharrnnError."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                                 suffix=".tmp")
-    except OSError as error:
-        raise CharrnnError(f"cannot write {path}: {error.strerror}") from None
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o666 & ~current_umask())
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise CharrnnError(f"cannot write {path}: {error.strerror}") from None
-        raise
-    _fsync_directory(path.parent)
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def check_writable(path: str | os.PathLike) -> None:
-    """Fail now, not after hours of training, if ``path`` cannot be written."""
-    path = Path(path)
-    if path.is_dir():
-        raise CharrnnError(f"cannot write {path}: it is a directory")
-    probe = path.with_name(f".{path.name}.probe")
-    try:
-        write_atomically(probe, lambda file: None)
-    except CharrnnError:
-        raise CharrnnError(f"cannot write {path}") from None
-    probe.unlink(missing_ok=True)  # another run writing the same path may have removed it
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (where the platform allows opening a folder)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _array_header(path: str, archive: Archive, name: str) -> ArrayHeader:
