@@ -13,7 +13,8 @@ from pathlib import Path
 
 from charrnn.data.corpus import text_tokens
 from charrnn.nn.scoring import WARMUP_LENGTH, score_tokens
-from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.shipped import pretrained_model
 
 REPO = Path(__file__).resolve().parent.parent
 

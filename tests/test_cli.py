@@ -19,7 +19,8 @@ from charrnn import __version__
 from charrnn.cli import cli
 from charrnn.cli import evaluate as eval_command
 from charrnn.cli.train import setting_type
-from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.shipped import pretrained_model
 from charrnn.training import trainer as trainer_module
 from charrnn.training.settings import NUMBER_BOUNDS, bounds
 

@@ -13,7 +13,8 @@ from conftest import train_tiny
 from charrnn.cli import cli
 from charrnn.data.vocab import END_ID, START_ID
 from charrnn.nn.scoring import score_lines, sequence_losses, split_lines
-from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.shipped import pretrained_model
 
 NAMES_TEXT = "emma\nolivia\nava\nmia\nsofia\nella\n" * 6
 

@@ -7,7 +7,8 @@ from conftest import SHAKESPEARE
 
 from charrnn.data.corpus import text_tokens
 from charrnn.nn.scoring import score_text, score_tokens
-from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.shipped import pretrained_model
 
 
 @pytest.fixture(scope="module")

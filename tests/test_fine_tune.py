@@ -13,7 +13,8 @@ from charrnn.data.corpus import build_corpus
 from charrnn.data.vocab import Vocabulary
 from charrnn.nn.model import ModelConfig, init_params
 from charrnn.nn.scoring import score_text
-from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.shipped import pretrained_model
 from charrnn.training.fine_tune import extended_params, fine_tuned_config, new_characters
 from charrnn.training.settings import TrainSettings
 from charrnn.training.trainer import new_trainer, resume_trainer

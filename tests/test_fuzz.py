@@ -35,7 +35,8 @@ import charrnn.cli.sample
 from charrnn.cli import cli
 from charrnn.data.corpus import load_corpus
 from charrnn.errors import CharrnnError
-from charrnn.saving.checkpoint import for_sampling, load_checkpoint, save_checkpoint
+from charrnn.saving.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.saving.export import for_sampling
 
 MEMORY_LIMIT = 128 << 20  # bytes loading a case may allocate; the tiny model needs 1 MB
 ADDRESS_LIMIT = 1 << 30  # bytes of address space for a case run as a process

@@ -12,7 +12,8 @@ from conftest import make_trainer
 
 from charrnn.cli import cli
 from charrnn.data.corpus import build_corpus
-from charrnn.saving.checkpoint import for_sampling, load_checkpoint, save_checkpoint
+from charrnn.saving.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.saving.export import for_sampling
 from charrnn.training.settings import TrainSettings
 from charrnn.training.trainer import new_trainer, resume_trainer
 

@@ -9,7 +9,8 @@ from charrnn.cli.output import OrderedWriter
 from charrnn.data.vocab import END_ID, START_ID
 from charrnn.generation.sampling import (LARGEST_UNIFORM, Piece, RecentTokens, Sampler, Sampling,
                                          generate)
-from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.shipped import pretrained_model
 
 
 def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,

@@ -17,12 +17,13 @@ from charrnn.cli import checkpoints, evaluate, sample, show, train
 from charrnn.cli.output import quiet_broken_pipe
 from charrnn.data.sources import InvalidBytes
 from charrnn.errors import CharrnnError
-from charrnn.training.trainer import TrainingDiverged
+from charrnn.training.trainer import StepTooLarge, TrainingDiverged
 
 # What the command line adds to a library error: the options that would help.
 ERROR_HINTS = {
     InvalidBytes: " (use --encoding to name the file's encoding, or --errors replace)",
     TrainingDiverged: "; try a lower --lr or --clip",
+    StepTooLarge: "; use a smaller --batch-size or --seq-length",
 }
 MAX_ERROR_LENGTH = 1000  # characters: a damaged file may put anything in a message
 

@@ -10,7 +10,8 @@ import click
 
 from charrnn.cli.display import plot_curves, printable_char
 from charrnn.cli.output import print_line, stdout_console
-from charrnn.saving.checkpoint import for_sampling, load_checkpoint, save_checkpoint
+from charrnn.saving.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.saving.export import for_sampling
 
 
 @click.command()

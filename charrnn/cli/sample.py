@@ -14,7 +14,8 @@ from charrnn.errors import CharrnnError
 from charrnn.generation.beam import beam_search
 from charrnn.generation.novelty import MAX_DRAWS, novel_samples
 from charrnn.generation.sampling import Sample, Sampling, generate, whole_samples
-from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.shipped import pretrained_model
 
 
 @click.command()

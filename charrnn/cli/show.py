@@ -24,7 +24,8 @@ from charrnn.inspection.probes import FEATURES, excerpt, find_units, text_featur
 from charrnn.inspection.read_through import Trace, Unit, shown_positions, trace_tokens
 from charrnn.io.atomic import check_writable, write_atomically
 from charrnn.nn.cells import CELLS
-from charrnn.saving.checkpoint import Checkpoint, load_checkpoint, pretrained_model
+from charrnn.saving.checkpoint import Checkpoint, load_checkpoint
+from charrnn.saving.shipped import pretrained_model
 from charrnn.training.state import saved_settings
 
 UNIT_KINDS = tuple(dict.fromkeys(kind for cell in CELLS.values() for kind in cell.unit_kinds))

@@ -11,7 +11,7 @@ name as prefix (lstm, gru or rnn):
     embedding              (V, E)
     {cell}{l}.input_weight  (D_l, G*H)   D_0 = E, D_l = H above the first layer
     {cell}{l}.hidden_weight (H, G*H)
-    {cell}{l}.bias          (G*H,)       an LSTM's forget-gate block starts at 1
+    {cell}{l}.bias          (G*H,)       one bias per gate unit (see ``init_params``)
     output.weight          (H, V)
     output.bias            (V,)
 

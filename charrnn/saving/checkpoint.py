@@ -30,7 +30,6 @@ import math
 import os
 import reprlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -49,7 +48,6 @@ FORMAT_VERSION = 1
 PARAM_PREFIX = "param/"
 METADATA_KEY = "metadata"
 KNOWN_RECORDS_KEY = "known_records"
-PRETRAINED_NAME = "pretrained-shakespeare.npz"
 FLOAT_TYPES = ("float16", "float32", "float64")  # of the weights; float16 is widened on loading
 MAX_METADATA_BYTES = 32 << 20  # a vocabulary of all of Unicode takes about 17 MB
 MAX_INT_DIGITS = 40  # the random generator's state holds 128-bit integers (39 digits)
@@ -65,31 +63,6 @@ class Checkpoint:
     training: dict | None = None  # JSON-able training state, None if none was saved
     training_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     known_records: KnownRecords | None = None  # the training records of a records model
-
-
-def pretrained_model() -> str:
-    """Path of the small Shakespeare model that ships with charrnn.
-
-    ``charrnn/pretrained`` is a link to the repository's ``checkpoints/``
-    folder; an installed package holds a copy of the shipped model.
-    """
-    return str(Path(__file__).parents[1] / "pretrained" / PRETRAINED_NAME)
-
-
-def for_sampling(checkpoint: Checkpoint, dtype: str | None = None) -> Checkpoint:
-    """The checkpoint without its optimizer moments and carried state: about a third of the
-    size, with the training history kept for ``info``, but no longer resumable.
-
-    With ``dtype="float16"`` the weights are also stored at half precision (half the size
-    again; they are widened back to float32 when loaded).
-    """
-    training = None if checkpoint.training is None else {**checkpoint.training,
-                                                          "resumable": False}
-    model = checkpoint.model
-    if dtype is not None:
-        params = {name: value.astype(dtype) for name, value in model.params.items()}
-        model = Model(model.config, params)
-    return Checkpoint(model, checkpoint.vocab, training, known_records=checkpoint.known_records)
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:

@@ -15,7 +15,7 @@ In the checkpoint's metadata, the ``training`` object holds:
     adam_step         Adam's update count
     rng               the random generator's state (NumPy's ``bit_generator.state``)
     corpus            {checksum, characters}: the training text's SHA-256 and length
-    resumable         false in an exported checkpoint (see ``checkpoint.for_sampling``)
+    resumable         false in an exported checkpoint (see ``saving.export.for_sampling``)
 
 and among its arrays:
 

@@ -65,6 +65,10 @@ class TrainingDiverged(CharrnnError):
     """The loss, the gradients or the weights stopped being finite."""
 
 
+class StepTooLarge(CharrnnError):
+    """A training step (batch size x window length) needs more memory than the machine has."""
+
+
 class ArchitectureChanged(CharrnnError):
     """A resumed model was asked for another architecture than its own."""
 
@@ -319,10 +323,10 @@ def check_step_fits(model: Model, batch_size: int, window_length: int) -> None:
     machine's memory (a typo, or a stranger's checkpoint, could ask for any)."""
     needed, machine = step_memory(model, batch_size, window_length), physical_memory()
     if machine is not None and needed > machine:
-        raise CharrnnError(
+        raise StepTooLarge(
             f"a training step of {batch_size:,} x {window_length:,}-step windows needs at "
             f"least {needed / 2**30:,.1f} GiB of memory, more than this machine's "
-            f"{machine / 2**30:,.1f} GiB; use a smaller --batch-size or --seq-length")
+            f"{machine / 2**30:,.1f} GiB")
 
 
 def new_trainer(corpus: Corpus, config: ModelConfig, settings: TrainSettings, out: Path,
