@@ -1,12 +1,15 @@
-"""Beam search: greedy at width 1, never worse when wider, and honest log-probabilities."""
+"""Beam search: greedy at width 1, the best of every width up to its own, exact when wide
+enough, and honest log-probabilities."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
 
 from charrnn.data.vocab import END_ID, Vocabulary
-from charrnn.generation.beam import beam_search
+from charrnn.generation.beam import _search, beam_search
 from charrnn.generation.sampling import generate, log_softmax, primed_start
 from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.saving.checkpoint import load_checkpoint
@@ -28,7 +31,7 @@ def models(tiny_checkpoint):
     trained = load_checkpoint(tiny_checkpoint)
     vocab = Vocabulary(tuple("abcde\n "))
     config = ModelConfig(vocab.size, embedding_size=4, hidden_size=6, num_layers=2)
-    params = init_params(config, np.random.default_rng(24), np.float64)
+    params = init_params(config, np.random.default_rng(16), np.float64)
     params["output.weight"] *= 8  # sharper, more varied choices
     return [(trained.model, trained.vocab), (Model(config, params), vocab)]
 
@@ -43,13 +46,33 @@ def test_width_one_is_greedy_decoding(models, which, prime):
     assert beam.ended == (greedy[-1].stop_reason == "end")
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_wider_beams_are_never_less_likely(models, which):
-    model, vocab = models[which]
-    log_probs = []
-    for width in (1, 2, 3, 5, 8):
-        beam = beam_search(model, vocab, width=width, length=25)
-        assert beam.log_prob == pytest.approx(
-            sequence_log_prob(model, vocab, "", beam.tokens, beam.ended), abs=1e-6)
-        log_probs.append(beam.log_prob)
-    assert log_probs == sorted(log_probs)
+def plain_search(model, vocab, width, length):
+    """One beam of one width, as textbooks have it."""
+    stepper, logits = primed_start(model, vocab, "")
+    return _search(stepper, logits, width, length)
+
+
+def test_plain_beam_search_is_not_monotone_here_so_every_width_up_to_w_is_tried(models):
+    model, vocab = models[1]
+    plain = {width: plain_search(model, vocab, width, 25).log_prob for width in (3, 5)}
+    assert plain[5] < plain[3]  # the fixture's premise
+    beam = beam_search(model, vocab, width=5, length=25)
+    assert beam.log_prob == max(plain_search(model, vocab, w, 25).log_prob for w in range(1, 6))
+    assert beam.log_prob == pytest.approx(
+        sequence_log_prob(model, vocab, "", beam.tokens, beam.ended), abs=1e-6)
+
+
+def test_a_beam_wider_than_every_candidate_finds_the_most_likely_text(models):
+    """Against exhaustive search: every text of up to 5 characters over a 2-letter vocabulary
+    that ends in <END>, and every one that reaches the length limit."""
+    vocab = Vocabulary(tuple("ab"))
+    config = ModelConfig(vocab.size, embedding_size=3, hidden_size=5, num_layers=1)
+    params = init_params(config, np.random.default_rng(3), np.float64)
+    params["output.weight"] *= 4
+    model, length = Model(config, params), 5
+    letters = vocab.encode("ab")[0].tolist()
+    candidates = [(tokens, n < length) for n in range(length + 1)
+                  for tokens in itertools.product(letters, repeat=n)]
+    best = max(sequence_log_prob(model, vocab, "", tokens, ended) for tokens, ended in candidates)
+    beam = beam_search(model, vocab, width=2 ** length, length=length)
+    assert beam.log_prob == pytest.approx(best, abs=1e-9)

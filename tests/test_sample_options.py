@@ -9,6 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn.cli import cli
+from charrnn.generation.sampling import Sampling, generate, whole_samples
+from charrnn.saving.checkpoint import load_checkpoint
 
 
 def run(*args):
@@ -29,19 +31,36 @@ def test_a_temperature_list_draws_each_sample_at_each_temperature(tiny_checkpoin
     assert plain.stdout == "".join(s["text"] + "\n" for s in samples)
 
 
-@pytest.mark.parametrize("option", [("--min-p", 0.5), ("--repetition-penalty", 2.0),
-                                    ("--repetition-penalty", 2.0, "--repetition-window", 2)])
-def test_each_option_changes_the_draw_and_a_seed_reproduces_it(tiny_checkpoint, option):
+@pytest.mark.parametrize("option, sampling", [
+    (("--min-p", 0.5), Sampling(min_p=0.5)),
+    (("--repetition-penalty", 2.0), Sampling(repetition_penalty=2.0)),
+    (("--repetition-penalty", 2.0, "--repetition-window", 2),
+     Sampling(repetition_penalty=2.0, repetition_window=2)),
+])
+def test_each_option_draws_as_the_sampler_given_it_does(tiny_checkpoint, option, sampling):
+    """The option reaches the sampler as that setting (what each setting does to a draw is
+    tested in test_sample.py), and changes what is drawn."""
     base = ("sample", tiny_checkpoint, "-k", 3, "-n", 80, "-t", 1.2, "--seed", 2)
-    plain, changed = run(*base), run(*base, *option)
+    changed = run(*base, *option)
     assert changed.exit_code == 0 and changed.stderr == ""
-    assert changed.stdout != plain.stdout
-    assert run(*base, *option).stdout == changed.stdout
+    loaded = load_checkpoint(tiny_checkpoint)
+    drawn = whole_samples(generate(loaded.model, loaded.vocab, seed=2, num_samples=3, length=80,
+                                   temperature=1.2, sampling=sampling), 3)
+    assert changed.stdout == "".join(sample.text + "\n" for sample in drawn)
+    assert changed.stdout != run(*base).stdout
 
 
-def test_the_repetition_window_changes_the_draw(tiny_checkpoint):
+def test_the_repetition_window_limits_what_the_penalty_sees(tiny_checkpoint):
+    """Greedy decoding (any seed) with a penalty on the last 3 characters draws as the
+    sampler given that window does, and otherwise than with the whole text penalised."""
     base = ("sample", tiny_checkpoint, "-n", 80, "-t", 0, "--repetition-penalty", 1.5)
-    assert run(*base, "--repetition-window", 3).stdout != run(*base).stdout
+    windowed = run(*base, "--repetition-window", 3).stdout
+    loaded = load_checkpoint(tiny_checkpoint)
+    drawn = whole_samples(generate(loaded.model, loaded.vocab, seed=0, length=80, temperature=0,
+                                   sampling=Sampling(repetition_penalty=1.5,
+                                                     repetition_window=3)), 1)
+    assert windowed == drawn[0].text + "\n"
+    assert windowed != run(*base, "--repetition-window", 0).stdout
 
 
 @pytest.mark.parametrize("args, option", [

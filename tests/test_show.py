@@ -20,7 +20,7 @@ from charrnn.inspection.probes import (FEATURES, Correlations, excerpt_start, fi
 from charrnn.inspection.read_through import Unit, trace_tokens
 from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.nn.scoring import breakdown, score_tokens
-from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 
 def run(*args, input=None):
@@ -171,6 +171,26 @@ def mode_text(rng, length: int) -> str:
     return "".join(chars)
 
 
+def test_show_find_names_the_unit_built_to_follow_quotes(tmp_path):
+    """Through the command line, on the hand-built model: a text under 1,024 characters is
+    read in one stream, so the unit's parity of quotes is exact."""
+    text = "".join(np.random.default_rng(1).choice(list('ab "'), 1000, p=[.3, .3, .25, .15]))
+    vocab = Vocabulary.from_text(text)
+    out, text_file = tmp_path / "flip-flop.npz", tmp_path / "quotes.txt"
+    save_checkpoint(out, Checkpoint(flip_flop_model(vocab), vocab))
+    text_file.write_text(text)
+    rows = {row["feature"]: row for row in json_rows(run("show", out, text_file, "--find",
+                                                         "--json"))}
+    assert list(rows) == list(FEATURES)
+    quotes = rows["inside double quotes"]
+    assert (quotes["layer"], quotes["index"]) == (0, 0) and abs(quotes["r"]) > 0.95
+    assert rows["digit"]["r"] is None and rows["digit"]["layer"] is None  # never varies
+    table = run("show", out, text_file, "--find")
+    assert table.exit_code == 0
+    assert re.search(r"inside double quotes\s+0:0\s+[+-]1\.00", table.stdout)
+
+
+@pytest.mark.slow
 def test_find_recovers_a_mode_a_trained_model_learned(tmp_path):
     out = train_tiny(mode_text(np.random.default_rng(0), 10_000), tmp_path / "mode.npz",
                      max_steps=900, eval_every=900, hidden_size=32, seq_length=32,

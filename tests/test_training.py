@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import asdict, replace
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -16,7 +21,9 @@ from charrnn.generation.sampling import generate
 from charrnn.nn.scoring import score_tokens
 from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.schedules import Progress, learning_rate, window_length
-from charrnn.training.settings import DEFAULT_MAX_EPOCHS, TrainSettings
+from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, STANDARD, TIME_BUDGET_DEFAULTS, Recipe,
+                                       TrainSettings)
+from charrnn.training.state import saved_settings
 from charrnn.training.trainer import TrainingDiverged, resume_trainer
 
 
@@ -249,24 +256,39 @@ def test_settings_of_the_wrong_type_or_range_are_refused(setting, value, message
     assert len(str(refused.value)) < 100
 
 
-@pytest.mark.parametrize("limits, lr, dropout, batch_size, seq_length", [
-    ({}, 3e-3, 0, 32, 64), ({"max_time": 120}, 5e-3, 0, 32, 64),
-    ({"max_time": 200}, 5e-3, 0, 32, 64), ({"max_time": 300}, 3e-3, 0, 32, 64),
-    ({"max_time": 500}, 3e-3, 0, 32, 64), ({"max_time": 600}, 3e-3, 0.2, 32, 64),
-    ({"max_time": 1200}, 3e-3, 0.2, 32, 64), ({"max_time": 1800}, 2e-3, 0.35, 64, 100),
-    ({"max_time": 120, "max_steps": 10}, 3e-3, 0, 32, 64),
-    ({"max_time": 900, "max_epochs": 1}, 3e-3, 0, 32, 64),
-    ({"max_time": 120, "lr": 1e-3}, 1e-3, 0, 32, 64),
-    ({"max_time": 1800, "dropout": 0.0, "seq_length": 50}, 2e-3, 0, 64, 50),
-    ({"lr": 1e-3, "dropout": 0.5, "batch_size": 8}, 1e-3, 0.5, 8, 64),
+def recipe_of(settings: TrainSettings) -> tuple:
+    return (settings.lr, settings.dropout, settings.batch_size, settings.seq_length)
+
+
+def as_set(recipe: Recipe) -> tuple:
+    return (recipe.lr, recipe.dropout, recipe.batch_size, recipe.seq_length)
+
+
+def test_a_run_by_the_clock_gets_the_recipe_of_the_shortest_budget_that_holds_it():
+    """At both ends of each budget's range of --max-time, and past the last finite one."""
+    starts = [0] + [seconds for seconds, _ in TIME_BUDGET_DEFAULTS[:-1]]
+    for start, (seconds, recipe) in zip(starts, TIME_BUDGET_DEFAULTS):
+        for max_time in (start + 0.5, seconds if math.isfinite(seconds) else start * 10):
+            assert recipe_of(TrainSettings(max_time=max_time)) == as_set(recipe), max_time
+    assert len({as_set(recipe) for _, recipe in TIME_BUDGET_DEFAULTS}) > 1
+
+
+@pytest.mark.parametrize("limits", [{}, {"max_steps": 10}, {"max_epochs": 1},
+                                    {"max_time": 120, "max_steps": 10},
+                                    {"max_time": 10_000, "max_epochs": 1}])
+def test_a_run_not_limited_by_time_alone_gets_the_standard_recipe(limits):
+    assert recipe_of(TrainSettings(**limits)) == as_set(STANDARD)
+
+
+@pytest.mark.parametrize("limits, given", [
+    ({"max_time": 120}, {"lr": 1e-3}),
+    ({"max_time": 10_000}, {"dropout": 0.0, "seq_length": 50}),
+    ({}, {"lr": 1e-3, "dropout": 0.5, "batch_size": 8}),
 ])
-def test_a_run_by_the_clock_gets_the_defaults_of_its_length(limits, lr, dropout, batch_size,
-                                                            seq_length):
-    """A short run a higher learning rate, a long one a wider model (below) with dropout,
-    bigger batches and longer windows; given values always win."""
-    settings = TrainSettings(**limits)
-    assert (settings.lr, settings.dropout) == (lr, dropout)
-    assert (settings.batch_size, settings.seq_length) == (batch_size, seq_length)
+def test_given_values_win_over_any_recipe(limits, given):
+    settings = TrainSettings(**limits, **given)
+    chosen = replace(TrainSettings(**limits).recipe, **given)
+    assert recipe_of(settings) == as_set(chosen)
 
 
 @pytest.mark.parametrize("options, hidden_size", [
@@ -297,6 +319,9 @@ def test_the_defaults_chosen_for_a_budget_are_saved_and_kept_on_resume(tmp_path,
     assert resume_trainer(checkpoint, read_corpus, out, {"max_steps": 1000}).settings.lr == 5e-3
 
 
-def test_settings_of_the_right_types_are_taken():
+def test_settings_survive_the_checkpoints_json():
+    """Whole numbers where floats are expected (JSON may write 1.0 as 1), None, booleans and
+    empty strings: a checkpoint's settings read back as they were written."""
     settings = TrainSettings(lr=1, max_epochs=2, patience=None, keep_best=True, delimiter="")
-    assert (settings.lr, settings.max_epochs, settings.keep_best) == (1, 2, True)
+    stored = json.loads(json.dumps({"settings": asdict(settings)}))
+    assert saved_settings(SimpleNamespace(training=stored)) == settings

@@ -12,11 +12,12 @@ from charrnn.cli import cli
 from charrnn.data import known_records
 from charrnn.data.corpus import build_corpus
 from charrnn.data.known_records import KnownRecords, record_hash, records_of_tokens
-from charrnn.generation.training_samples import TrainingSampler
+from charrnn.generation.training_samples import LABELS, TrainingSampler
 from charrnn.saving.checkpoint import load_checkpoint
 
 SMALL = ["--hidden-size", "16", "--embedding-size", "8", "--seq-length", "16",
          "--batch-size", "4"]
+LABEL_WIDTH = max(map(len, LABELS))  # labels are padded to this, then two spaces
 NAMES = "emma\nolivia\nava\nmia\nsofia\nella\n" * 6 + "zoe\nivy\n"
 
 
@@ -35,7 +36,10 @@ def test_the_records_of_a_layout_are_those_of_its_text(monkeypatch, block_size):
     assert len(known) == 4 and known.hashes.dtype == np.uint64  # emma once
     assert all(record in known for record in records)
     assert "emm" not in known and "emma\n" not in known and "" not in known
-    assert record_hash("ava é") == record_hash("ava é")  # the same text, any vocabulary
+    other = build_corpus("ava é\nqux\nqux\n", records=True, delimiter="\n", val_fraction=0.01)
+    assert other.vocab != corpus.vocab  # the same record under other token ids: the same hash
+    assert record_hash("ava é") in KnownRecords.from_tokens(other.train_tokens, other.vocab).hashes
+    assert record_hash("ava é") in known.hashes
 
 
 def test_records_are_labelled_training_held_out_new_or_unfinished():
@@ -88,14 +92,20 @@ def test_sample_every_prints_samples_on_stderr_only(tmp_path):
 
 
 def test_records_samples_are_labelled(tmp_path):
+    """Each sample's label is the one its text earns: the training names (all but the last
+    5%, "ivy"), the held-out one, a full-length draw, or anything else."""
     text_file = tmp_path / "names.txt"
     text_file.write_text(NAMES)
     result = run("train", text_file, "--records", "-o", tmp_path / "m.npz", *SMALL,
-                 "--max-steps", 2, "--sample-every", 2)
+                 "--max-steps", 2, "--sample-every", 2, "--sample-length", 12)
     assert result.exit_code == 0, result.output
     lines = result.stderr.split("--- sample at step 2 ---\n")[1].splitlines()[:5]
-    assert all(line.split("  ")[0].strip() in ("new", "in training text", "held out",
-                                               "unfinished") for line in lines), lines
+    training_names = set(NAMES.split()) - {"ivy"}
+    for line in lines:
+        label, text = line[:LABEL_WIDTH].strip(), line[LABEL_WIDTH + 2:]
+        expected = ("unfinished" if len(text) == 12 else "in training text"
+                    if text in training_names else "held out" if text == "ivy" else "new")
+        assert label == expected, line
 
 
 def test_sample_length_needs_sample_every(tmp_path):
