@@ -1,5 +1,5 @@
-"""Make the pictures and the --find table of the README's `charrnn show` section, and
-measure the HTML page at 100,000 characters.
+"""Make the pictures of `charrnn show` in docs/commands.md, the --find table in
+benchmarks/RESULTS.md, and measure the HTML page at 100,000 characters.
 
     python docs/make_pictures.py                      # the shipped model, all of Shakespeare
     python docs/make_pictures.py --checkpoint m.npz --chars 200000
@@ -9,7 +9,7 @@ needs headless Chromium (``apt-get install chromium``). It writes
 docs/show-terminal.png (the surprise view), docs/show-unit.png (the unit
 --find found for position in line), docs/show-page.png (the HTML page, one
 character's guesses open), rewrites what lies between the show-find and
-show-measured markers in README.md (the --find table; the warm-up check, page
+show-measured markers in benchmarks/RESULTS.md (the --find table; the warm-up check, page
 size and times), and prints it.
 """
 
@@ -32,6 +32,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
 SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"
 PASSAGE_LINES = (2001, 2024)  # lines of Shakespeare in the pictures
 PAGE_CHARS = 100_000
@@ -151,7 +152,7 @@ def main() -> None:
 
         rows, find_time = timed(lambda: find_table(checkpoint, find_text))
         table = markdown(rows, checkpoint, find_text, len(find_text.read_text()))
-        replace_between_markers(REPO / "README.md", "show-find", table)
+        replace_between_markers(RESULTS, "show-find", table)
         print(table)
 
         terminal_picture(["show", checkpoint, passage], DOCS / "show-terminal.png")
@@ -178,9 +179,9 @@ def main() -> None:
         f"- Read in warmed-up streams rather than in one pass, the first "
         f"{WARMUP_CHECK_CHARS:,} characters: no surprise differs by more than "
         f"{surprise:.2g} nats, no cell by more than {cell:.2g}."])
-    replace_between_markers(REPO / "README.md", "show-measured", measured)
+    replace_between_markers(RESULTS, "show-measured", measured)
     print(measured, "wrote docs/show-terminal.png, docs/show-unit.png, docs/show-page.png and "
-          "README.md's --find table and measured figures", sep="\n")
+          "benchmarks/RESULTS.md's --find table and measured figures", sep="\n")
 
 
 if __name__ == "__main__":

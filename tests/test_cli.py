@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -311,23 +310,6 @@ def test_installed_console_script_runs():
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and __version__ in result.stdout
-
-
-def readme_options(command: str) -> set[str]:
-    """The --options the README documents in the section of ``command``."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split(f"### `charrnn {command}")[1].split("\n### ")[0].split("\n## ")[0]
-    return set(re.findall(r"`(--[a-z-]+)", section))
-
-
-@pytest.mark.parametrize("command", ["train", "sample", "eval", "info", "export", "show"])
-def test_help_lists_every_option_the_readme_documents(command):
-    documented = readme_options(command)
-    assert documented
-    help_text = run(command, "--help").output
-    offered = set(re.findall(r"^\s+(?:-\w, )?(--[a-z-]+)", help_text, re.MULTILINE))
-    assert documented <= offered, documented - offered
-    assert offered - {"--help"} <= documented, offered - documented
 
 
 def test_info_summarises_a_checkpoint(tiny_checkpoint):

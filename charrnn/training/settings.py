@@ -34,7 +34,7 @@ class Recipe:
 # The defaults of a run limited by steps or epochs, or by none.
 STANDARD = Recipe(lr=3e-3, dropout=0.0, hidden_size=256, batch_size=32, seq_length=64)
 # The defaults of a run limited by time alone, by its length: (at most this many seconds,
-# recipe). Measured on tinyshakespeare (README, The sweep behind the defaults): lr 5e-3 beat
+# recipe). Measured on tinyshakespeare (benchmarks/RESULTS.md, the sweep): lr 5e-3 beat
 # 3e-3 by 0.02-0.04 nats/char after 120 s (two seeds) and lost after 300 s; the standard model
 # over-fits from epoch 6 without dropout (0.2 beat none by 0.09 after 900 s); 2 x 512 with
 # dropout 0.35 beat that by 0.058 after 900 s on a machine that made 1,401 of its steps, but
