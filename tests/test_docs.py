@@ -1,14 +1,16 @@
 """The documents against the code: every command and option of docs/commands.md with the
-default ``--help`` shows, the README's set-up commands against what CI runs, and every
-relative link."""
+default ``--help`` shows, the code map against the modules, the README's commands, set-up
+and quick start against what they name, and every relative link."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 from conftest import REPO
 
 from charrnn.cli import cli
@@ -96,6 +98,22 @@ def test_commands_md_documents_every_option_with_its_default(name):
 def test_commands_md_has_a_section_for_every_command_and_no_other():
     headings = re.findall(r"^## `charrnn ([a-z]+)`$", COMMANDS_MD.read_text(), re.MULTILINE)
     assert sorted(headings) == sorted(cli.commands)
+
+
+def test_the_readme_links_every_command_to_its_reference():
+    readme = (REPO / "README.md").read_text()
+    for name in cli.commands:
+        assert re.search(rf"\[`charrnn {name}`\]\(docs/commands\.md#charrnn-{name}\)", readme), name
+
+
+
+def test_the_readme_quick_start_sample_is_what_the_command_prints():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Quick start")[1].split("```")[1].strip("\n")
+    command, printed = block.split("\n", 1)
+    assert command.startswith("$ charrnn ")
+    result = CliRunner().invoke(cli, shlex.split(command)[2:])
+    assert result.exit_code == 0 and result.stdout == printed + "\n"
 
 
 def test_the_readme_set_up_commands_are_what_ci_runs():
