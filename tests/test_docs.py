@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -163,3 +164,25 @@ def test_the_code_map_names_every_module_and_no_other():
              if not path.startswith("tests/")}
     assert modules - named == set(), "docs/design.md does not name these modules"
     assert named - modules == set(), "docs/design.md names modules that do not exist"
+
+
+def fuzz_cases() -> Counter:
+    """The cases of tests/test_fuzz.py, each parametrized one counted, by whether it is slow."""
+    import test_fuzz
+    cases = Counter()
+    tests = {name: test for name, test in vars(test_fuzz).items() if name.startswith("test_")}
+    for name, test in tests.items():
+        marks = getattr(test, "pytestmark", [])
+        parametrized = [mark.args[1] for mark in marks if mark.name == "parametrize"]
+        assert len(parametrized) <= 1, name
+        slow = any(mark.name == "slow" for mark in marks)
+        for value in (parametrized[0] if parametrized else [None]):
+            cases[slow or any(mark.name == "slow" for mark in getattr(value, "marks", ()))] += 1
+    return cases
+
+
+def test_errors_md_counts_the_fuzz_cases():
+    errors = " ".join((REPO / "docs" / "errors.md").read_text().split())
+    cases = fuzz_cases()
+    assert f"The default run tries {cases[False]:,} cases" in errors
+    assert f"are {cases[True]:,} more" in errors
