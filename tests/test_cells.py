@@ -32,6 +32,38 @@ def naive_lstm(x, state, Wx, Wh, b, carry):
     return np.stack(outputs), (h, c)
 
 
+def naive_peephole_lstm(x, state, Wx, Wh, b, P, carry):
+    """Peephole LSTM, one gate at a time: i and f look at c_{t-1}, o at c_t."""
+    (h, c), H = state, Wh.shape[0]
+    outputs = []
+    for t in range(x.shape[0]):
+        h, c = h * carry[t], c * carry[t]
+        a = x[t] @ Wx + h @ Wh + b
+        i = sigmoid(a[:, :H] + P[0] * c)
+        f = sigmoid(a[:, H:2 * H] + P[1] * c)
+        g = np.tanh(a[:, 3 * H:])
+        c = f * c + i * g
+        o = sigmoid(a[:, 2 * H:3 * H] + P[2] * c)
+        h = o * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs), (h, c)
+
+
+def naive_cifg_lstm(x, state, Wx, Wh, b, carry):
+    """LSTM with coupled input and forget gates (f, o, g), one gate at a time."""
+    (h, c), H = state, Wh.shape[0]
+    outputs = []
+    for t in range(x.shape[0]):
+        h, c = h * carry[t], c * carry[t]
+        a = x[t] @ Wx + h @ Wh + b
+        f, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H])
+        g = np.tanh(a[:, 2 * H:])
+        c = f * c + (1 - f) * g
+        h = o * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs), (h, c)
+
+
 def naive_gru(x, state, Wx, Wh, b, carry):
     """Textbook GRU (the bias on the input side), one gate at a time."""
     (h,), H = state, Wh.shape[0]
@@ -56,17 +88,20 @@ def naive_rnn(x, state, Wx, Wh, b, carry):
     return np.stack(outputs), (h,)
 
 
-NAIVE = {"lstm": naive_lstm, "gru": naive_gru, "rnn": naive_rnn}
+NAIVE = {"lstm": naive_lstm, "lstm-peephole": naive_peephole_lstm, "lstm-cifg": naive_cifg_lstm,
+         "gru": naive_gru, "rnn": naive_rnn}
 T, B, D, H = 6, 3, 5, 4
 
 
 def layer_inputs(rng, cell_name: str, with_reset: bool):
-    """Random float64 inputs, initial state and weights for one layer, and its carry mask."""
+    """Random float64 inputs, initial state and weights (Wx, Wh, b and any per-unit weights)
+    for one layer, and its carry mask."""
     cell = CELLS[cell_name]
     x = rng.normal(size=(T, B, D))
     state = tuple(rng.normal(size=(B, H)) for _ in cell.state_names)
     G = cell.num_gates
-    weights = rng.normal(size=(D, G * H)), rng.normal(size=(H, G * H)), rng.normal(size=G * H)
+    weights = (rng.normal(size=(D, G * H)), rng.normal(size=(H, G * H)), rng.normal(size=G * H),
+               *[rng.normal(size=(rows, H)) for _, rows in cell.unit_weights])
     carry = np.ones((T, B, 1))
     if with_reset:
         carry[2, 1] = carry[4, 0] = 0
@@ -122,9 +157,9 @@ def test_layer_gradients_match_finite_differences(rng, cell, with_reset):
         return float((h * projection).sum())
 
     _, _, cache = CELLS[cell].forward(x, *state, *weights, carry)
-    dx, dWx, dWh, db, dstate = CELLS[cell].backward(projection, cache, *weights[:2])
-    for name, analytic, array in [("x", dx, x), ("Wx", dWx, weights[0]),
-                                  ("Wh", dWh, weights[1]), ("b", db, weights[2]),
+    dx, *dweights, dstate = CELLS[cell].backward(projection, cache, *weights[:2])
+    for name, analytic, array in [("x", dx, x),
+                                  *zip(CELLS[cell].weight_names, dweights, weights, strict=True),
                                   *[(f"initial {name}", d, s) for name, d, s in
                                     zip(CELLS[cell].state_names, dstate, state, strict=True)]]:
         assert relative_error(analytic, numerical_gradient(loss, array)) < 1e-6, name

@@ -348,7 +348,7 @@ def test_beam_width_one_prints_the_greedy_text(tiny_checkpoint):
     assert refused.exit_code == 2 and "--num-samples" in refused.stderr
 
 
-@pytest.mark.parametrize("cell", ["gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm-peephole", "lstm-cifg", "gru", "rnn"])
 def test_other_cells_train_resume_and_sample(tmp_path, tiny_text_file, cell):
     out = tmp_path / f"{cell}.npz"
     result = run("train", tiny_text_file, "--out", out, "--cell", cell, "--dropout", 0.2,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from charrnn.data.vocab import START_ID
+from charrnn.nn.cells import CELLS
 from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.nn.optim import Adam, global_norm
 from charrnn.training.parallel import Workers, WorkerStopped, split
@@ -55,7 +56,7 @@ def test_split_covers_the_range_evenly():
     assert split(4, 4) == [slice(0, 1), slice(1, 2), slice(2, 3), slice(3, 4)]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("num_workers", [2, 3])
 def test_workers_compute_the_loss_and_gradients_of_one_thread(rng, workers_of, cell,
                                                               num_workers):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from charrnn.nn.cells import CELLS
 from charrnn.nn.model import Model, ModelConfig, init_params
 
-CELLS = ["lstm", "gru", "rnn"]
+CELLS = sorted(CELLS)
 
 
 def small_model(cell: str, rng, dtype=np.float64) -> Model:

@@ -91,15 +91,17 @@ def tiny_text_reader(checkpoint):
     return read_corpus
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cell, threads", [("lstm", 1), ("lstm", 2), ("lstm-peephole", 1),
+                                           ("lstm-cifg", 1)])
 @pytest.mark.parametrize("extra, interrupted", [
     # a run of 12 steps, resumed with --max-steps 24: the same only at a constant rate
     ({"lr_schedule": "constant"}, False),
     # schedules follow the planned length: a run planned for 24 steps, stopped at 12
     ({"seq_length_schedule": "4:16", "dropout": 0.1, "lr_schedule": "cosine"}, True),
 ])
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interrupted, threads):
-    common = dict(seq_length=16, batch_size=3, eval_every=4, threads=threads, **extra)
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interrupted, cell,
+                                                         threads):
+    common = dict(seq_length=16, batch_size=3, eval_every=4, threads=threads, cell=cell, **extra)
     straight = make_trainer(TINY_TEXT, tmp_path / "straight.npz", max_steps=24, **common)
     straight.run()
 

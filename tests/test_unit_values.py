@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from charrnn.data.vocab import START_ID
+from charrnn.nn.cells import CELLS
 from charrnn.nn.model import Model, ModelConfig, init_params
 
 
@@ -26,14 +27,23 @@ def stepped_values(model: Model, tokens: np.ndarray) -> dict[str, list[np.ndarra
         _, state = model.step(tokens[t], entering)
         layer_input = model.params["embedding"][tokens[t]]
         for layer, (before, after) in enumerate(zip(entering, state)):
-            Wx, Wh, b = model.layer_weights(layer)
+            Wx, Wh, b = model.layer_weights(layer)[:3]
             a = layer_input @ Wx + b
             recurrent = before[0] @ Wh
             values = {"hidden": after[0]}
-            if model.config.cell == "lstm":
+            if model.config.cell.startswith("lstm"):
+                values["cell"] = np.tanh(after[1])
                 a += recurrent
-                values.update(cell=np.tanh(after[1]), input=sigmoid(a[:, :H]),
-                              forget=sigmoid(a[:, H: 2 * H]), output=sigmoid(a[:, 2 * H: 3 * H]))
+            if model.config.cell == "lstm":
+                values.update(input=sigmoid(a[:, :H]), forget=sigmoid(a[:, H: 2 * H]),
+                              output=sigmoid(a[:, 2 * H: 3 * H]))
+            elif model.config.cell == "lstm-peephole":
+                P = model.layer_weights(layer)[3]
+                values.update(input=sigmoid(a[:, :H] + P[0] * before[1]),
+                              forget=sigmoid(a[:, H: 2 * H] + P[1] * before[1]),
+                              output=sigmoid(a[:, 2 * H: 3 * H] + P[2] * after[1]))
+            elif model.config.cell == "lstm-cifg":
+                values.update(forget=sigmoid(a[:, :H]), output=sigmoid(a[:, H: 2 * H]))
             elif model.config.cell == "gru":
                 values.update(reset=sigmoid(a[:, :H] + recurrent[:, :H]),
                               update=sigmoid(a[:, H: 2 * H] + recurrent[:, H: 2 * H]))
@@ -43,7 +53,7 @@ def stepped_values(model: Model, tokens: np.ndarray) -> dict[str, list[np.ndarra
     return {kind: [np.stack(steps) for steps in layers] for kind, layers in kinds.items()}
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
 def test_unit_values_equal_a_step_by_step_run(rng, cell):
     config = ModelConfig(vocab_size=9, embedding_size=5, hidden_size=6, num_layers=2, cell=cell)
     model = Model(config, init_params(config, rng, np.float64))

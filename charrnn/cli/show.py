@@ -106,9 +106,8 @@ def unit_kind(loaded: Checkpoint, what: str | None) -> str:
     if what is None:
         return kinds[0]
     if what not in kinds:
-        cell = loaded.model.config.cell
-        raise click.BadParameter(f"{'a' if cell == 'gru' else 'an'} {cell.upper()} has "
-                                 f"{', '.join(kinds)}", param_hint="'--what'")
+        raise click.BadParameter(f"{loaded.model.cell.noun} has {', '.join(kinds)}",
+                                 param_hint="'--what'")
     return what
 
 

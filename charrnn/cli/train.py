@@ -143,7 +143,8 @@ def explicit_options(ctx: click.Context, names) -> dict:
               default=DEFAULTS.val_fraction,
               help="Fraction of the text (or of the records) held out for validation.")
 @click.option("--cell", type=click.Choice(sorted(CELLS)), default=MODEL_DEFAULTS["cell"],
-              help="Recurrent cell: LSTM, GRU, or vanilla tanh RNN.")
+              help="Recurrent cell: LSTM, LSTM with peepholes (lstm-peephole) or with coupled "
+                   "input and forget gates (lstm-cifg), GRU, or vanilla tanh RNN.")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=None,
               help=f"Units per recurrent layer {budget_default_help('hidden_size')}.")
 @click.option("--num-layers", type=click.IntRange(min=1),

@@ -33,35 +33,41 @@ NUM_GATES = len(GATE_ORDER)
 UNIT_KINDS = ("cell", "hidden", "input", "forget", "output")  # for lstm_unit_values; cell first
 
 
-def _per_gate(shape: tuple[int, ...], dtype, sigmoid_value: float, tanh_value: float) -> np.ndarray:
+def _per_gate(shape: tuple[int, ...], dtype, sigmoid_value: float, tanh_value: float,
+              num_gates: int) -> np.ndarray:
     """A read-only array of ``shape`` (..., 4H): ``sigmoid_value`` on the i, f, o columns and
     ``tanh_value`` on g. Made full-sized rather than broadcast from one row, because numpy
-    combines two arrays of the same shape about twice as fast."""
-    H = shape[-1] // NUM_GATES
-    row = np.concatenate([np.full(3 * H, sigmoid_value), np.full(H, tanh_value)]).astype(dtype)
+    combines two arrays of the same shape about twice as fast. A variant with ``num_gates``
+    blocks (its candidate last, sigmoid gates before it) gets its own layout."""
+    H = shape[-1] // num_gates
+    row = np.concatenate([np.full(shape[-1] - H, sigmoid_value),
+                          np.full(H, tanh_value)]).astype(dtype)
     array = np.ascontiguousarray(np.broadcast_to(row, shape))
     array.flags.writeable = False
     return array
 
 
 @lru_cache(maxsize=32)
-def _gate_affine(shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
+def _gate_affine(shape: tuple[int, ...], dtype,
+                 num_gates: int = NUM_GATES) -> tuple[np.ndarray, np.ndarray]:
     """scale (1/2 on i, f, o; 1 on g) and shift (1/2 on i, f, o; 0 on g), each of ``shape``.
 
     ``scale * tanh(s) + shift`` turns tanh(a / 2) into sigmoid(a) on the i, f, o
     columns and leaves tanh(a) on g, so the gates need one tanh over all 4H columns.
     """
-    return _per_gate(shape, dtype, 0.5, 1.0), _per_gate(shape, dtype, 0.5, 0.0)
+    return (_per_gate(shape, dtype, 0.5, 1.0, num_gates),
+            _per_gate(shape, dtype, 0.5, 0.0, num_gates))
 
 
-def halve_sigmoid_columns(weight: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def halve_sigmoid_columns(weight: np.ndarray, out: np.ndarray | None = None,
+                          num_gates: int = NUM_GATES) -> np.ndarray:
     """A (..., 4H) weight or bias with the i, f, o columns halved, into ``out`` or a new array.
 
     Pre-activations made with it are a / 2 on those columns, ready for
     sigmoid(a) = tanh(a / 2) / 2 + 1/2. Halving is exact in binary floating point,
     so this gives the same numbers as halving the pre-activations.
     """
-    scale, _ = _gate_affine(weight.shape[-1:], weight.dtype)
+    scale, _ = _gate_affine(weight.shape[-1:], weight.dtype, num_gates)
     return np.multiply(weight, scale, out=out)
 
 
@@ -74,12 +80,18 @@ def activate_(a: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarr
     c_prev: (B, H) cell state entering the step.
     c, tanh_c, h: (B, H) outputs: new cell state, its tanh, new hidden state.
     """
-    scale, shift = _gate_affine(a.shape, a.dtype)
+    squash_(a)
+    new_state_(a, c_prev, c, tanh_c, h)
+
+
+def squash_(a: np.ndarray, num_gates: int = NUM_GATES) -> None:
+    """Gate values in place of pre-activations a (B, G*H) whose sigmoid columns are halved:
+    sigmoid on every block but the last, tanh on the last (the candidate)."""
+    scale, shift = _gate_affine(a.shape, a.dtype, num_gates)
     # Whole contiguous rows are much faster in numpy than the strided 3H block.
     np.tanh(a, out=a)
     a *= scale
     a += shift
-    new_state_(a, c_prev, c, tanh_c, h)
 
 
 def new_state_(gates: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarray,
@@ -109,25 +121,28 @@ class LSTMCache:
     workspace: Workspace  # where the forward pass's arrays live; the backward pass adds its own
 
 
-def lstm_forward(x, h0, c0, Wx, Wh, b, carry=None, workspace: Workspace | None = None):
+def lstm_forward(x, h0, c0, Wx, Wh, b, carry=None, workspace: Workspace | None = None, *,
+                 num_gates: int = NUM_GATES, activate=activate_):
     """Run the layer over a window.
 
     x: (T, B, D); h0, c0: (B, H) state entering the window; Wx: (D, 4H);
     Wh: (H, 4H); b: (4H,); carry: (T, B, 1) or None.
     Returns h: (T, B, H), the final state (h_T, c_T), and an LSTMCache.
     With a ``workspace`` (one per layer), h and the cache live in arrays reused
-    by the next call with that workspace.
+    by the next call with that workspace. A variant of the LSTM (``peephole.py``,
+    ``cifg.py``) runs this loop with its own ``num_gates`` blocks of columns and its
+    own step ``activate(a, c_prev, c, tanh_c, h)`` (as ``activate_``).
     """
     T, B, D = x.shape
     H = Wh.shape[0]
     dtype = Wh.dtype
     work = Workspace() if workspace is None else workspace
-    Wx = halve_sigmoid_columns(Wx, work.array("Wx_halved", Wx.shape, dtype))
-    Wh = halve_sigmoid_columns(Wh, work.array("Wh_halved", Wh.shape, dtype))
-    b = halve_sigmoid_columns(b, work.array("b_halved", b.shape, dtype))
+    Wx = halve_sigmoid_columns(Wx, work.array("Wx_halved", Wx.shape, dtype), num_gates)
+    Wh = halve_sigmoid_columns(Wh, work.array("Wh_halved", Wh.shape, dtype), num_gates)
+    b = halve_sigmoid_columns(b, work.array("b_halved", b.shape, dtype), num_gates)
     # Input projections of all T steps in one matrix product.
-    gates = work.array("gates", (T, B, NUM_GATES * H), dtype)
-    np.matmul(x.reshape(T * B, D), Wx, out=gates.reshape(T * B, NUM_GATES * H))
+    gates = work.array("gates", (T, B, num_gates * H), dtype)
+    np.matmul(x.reshape(T * B, D), Wx, out=gates.reshape(T * B, num_gates * H))
     gates += b
     h = work.array("h", (T + 1, B, H), dtype)  # h[t + 1] is the output of step t
     c = work.array("c", (T + 1, B, H), dtype)
@@ -137,14 +152,14 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, carry=None, workspace: Workspace | None =
     else:
         h_prev, c_prev = work.array("h_prev", (T, B, H), dtype), work.array("c_prev", (T, B, H), dtype)
     tanh_c = work.array("tanh_c", (T, B, H), dtype)
-    recurrent = work.array("recurrent", (B, NUM_GATES * H), dtype)
+    recurrent = work.array("recurrent", (B, num_gates * H), dtype)
     for t in range(T):
         if carry is not None:
             np.multiply(h[t], carry[t], out=h_prev[t])
             np.multiply(c[t], carry[t], out=c_prev[t])
         np.matmul(h_prev[t], Wh, out=recurrent)
         gates[t] += recurrent
-        activate_(gates[t], c_prev[t], c[t + 1], tanh_c[t], h[t + 1])
+        activate(gates[t], c_prev[t], c[t + 1], tanh_c[t], h[t + 1])
     cache = LSTMCache(x=x, h_prev=h_prev, c_prev=c_prev, gates=gates, tanh_c=tanh_c, carry=carry,
                       workspace=work)
     return h[1:], (h[T].copy(), c[T].copy()), cache
@@ -161,13 +176,13 @@ def lstm_unit_values(cache: LSTMCache, h: np.ndarray, kind: str) -> np.ndarray:
     return gate_values(cache.gates, GATE_ORDER, kind)
 
 
-def gate_slopes_(gates: np.ndarray, out: np.ndarray) -> np.ndarray:
+def gate_slopes_(gates: np.ndarray, out: np.ndarray, num_gates: int = NUM_GATES) -> np.ndarray:
     """Derivative of each gate with respect to its pre-activation, from the gate values.
 
     gates, out: (B, 4H). sigmoid' = s (1 - s) on i, f, o and tanh' = 1 - g^2 on g,
     both written as (m - gates) * gates + n with m = 1, 1, 1, 0 and n = 0, 0, 0, 1.
     """
-    sigmoid_mask, tanh_mask = _slope_masks(gates.shape, gates.dtype)
+    sigmoid_mask, tanh_mask = _slope_masks(gates.shape, gates.dtype, num_gates)
     np.subtract(sigmoid_mask, gates, out=out)
     out *= gates
     out += tanh_mask
@@ -175,9 +190,11 @@ def gate_slopes_(gates: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _slope_masks(shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
+def _slope_masks(shape: tuple[int, ...], dtype,
+                 num_gates: int = NUM_GATES) -> tuple[np.ndarray, np.ndarray]:
     """m (1 on i, f, o; 0 on g) and n = 1 - m, each of ``shape``, for ``gate_slopes_``."""
-    return _per_gate(shape, dtype, 1.0, 0.0), _per_gate(shape, dtype, 0.0, 1.0)
+    return (_per_gate(shape, dtype, 1.0, 0.0, num_gates),
+            _per_gate(shape, dtype, 0.0, 1.0, num_gates))
 
 
 def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
@@ -247,18 +264,20 @@ class LSTMStepper(SumStepper):
     columns halved once in the weights (see ``halve_sigmoid_columns``)."""
 
     state_names = ("h", "c")
+    num_gates = NUM_GATES  # a variant (``cifg.py``) sets its own, and its own update_state
+    update_state = staticmethod(new_state_)
 
     def __init__(self, Wx, Wh, b, embedding=None):
         super().__init__(Wx, Wh, b, embedding)
         for array in (self.weight, self.table):
             if array is not None:
-                halve_sigmoid_columns(array, out=array)
+                halve_sigmoid_columns(array, out=array, num_gates=self.num_gates)
 
     def _allocate(self, batch_size: int) -> None:
         super()._allocate(batch_size)
         self.c = np.empty((batch_size, self.hidden_size), self.weight.dtype)
         self.tanh_c = np.empty_like(self.c)
-        self.sigmoid_columns = self.a[:, : 3 * self.hidden_size]  # i, f, o
+        self.sigmoid_columns = self.a[:, : -self.hidden_size]  # i, f, o: all but g
 
     def step(self, x: np.ndarray) -> np.ndarray:
         a = np.tanh(self.preactivations(x), out=self.a)
@@ -267,5 +286,5 @@ class LSTMStepper(SumStepper):
         # fewer arrays matters more than contiguous rows.
         self.sigmoid_columns *= 0.5
         self.sigmoid_columns += 0.5
-        new_state_(a, self.c, self.c, self.tanh_c, self.h)
+        self.update_state(a, self.c, self.c, self.tanh_c, self.h)
         return self.h

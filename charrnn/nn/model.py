@@ -1,17 +1,19 @@
 """The character language model: embedding, a stack of recurrent layers, softmax output.
 
 Shape letters as in ``lstm.py``, plus V (vocabulary size) and E (embedding
-size). Token arrays are time-major: (T, B). The layers are LSTM, GRU or
-vanilla RNN cells (``cells.py``); G is the cell's number of gates (4, 3, 1).
+size). Token arrays are time-major: (T, B). The layers are LSTM (or its peephole
+or CIFG variant), GRU or vanilla RNN cells (``cells.py``); G is the cell's number
+of gates (4, 3 for a CIFG or a GRU, 1).
 
 Parameters live in a flat dict whose keys name them everywhere: in the
 gradients, in the optimizer state and in the checkpoint. With the cell's
-name as prefix (lstm, gru or rnn):
+name as prefix (lstm, lstm-peephole, lstm-cifg, gru or rnn):
 
     embedding              (V, E)
     {cell}{l}.input_weight  (D_l, G*H)   D_0 = E, D_l = H above the first layer
     {cell}{l}.hidden_weight (H, G*H)
     {cell}{l}.bias          (G*H,)       one bias per gate unit (see ``init_params``)
+    {cell}{l}.peephole_weight (3, H)     a peephole LSTM's only (``cells.Cell.unit_weights``)
     output.weight          (H, V)
     output.bias            (V,)
 
@@ -56,13 +58,16 @@ class ModelConfig:
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """The name and shape of every parameter, in a fixed order."""
         V, E, H = self.vocab_size, self.embedding_size, self.hidden_size
-        columns = CELLS[self.cell].num_gates * H
+        cell = CELLS[self.cell]
+        columns = cell.num_gates * H
         shapes = {"embedding": (V, E)}
         for layer in range(self.num_layers):
             prefix = self.layer_prefix(layer)
             shapes[prefix + "input_weight"] = (E if layer == 0 else H, columns)
             shapes[prefix + "hidden_weight"] = (H, columns)
             shapes[prefix + "bias"] = (columns,)
+            for name, rows in cell.unit_weights:
+                shapes[prefix + name] = (rows, H)
         shapes["output.weight"] = (H, V)
         shapes["output.bias"] = (V,)
         return shapes
@@ -151,11 +156,10 @@ class Model:
         return [tuple(np.zeros(shape, self.dtype) for _ in self.cell.state_names)
                 for _ in range(self.config.num_layers)]
 
-    def layer_weights(self, layer: int):
-        """The layer's (input_weight, hidden_weight, bias)."""
+    def layer_weights(self, layer: int) -> tuple[np.ndarray, ...]:
+        """The layer's (input_weight, hidden_weight, bias, ...), as ``cell.weight_names``."""
         prefix = self.config.layer_prefix(layer)
-        p = self.params
-        return p[prefix + "input_weight"], p[prefix + "hidden_weight"], p[prefix + "bias"]
+        return tuple(self.params[prefix + name] for name in self.cell.weight_names)
 
     def _forward(self, inputs: np.ndarray, state: State, dropout: float = 0.0,
                  rng: np.random.Generator | None = None):
@@ -174,9 +178,9 @@ class Model:
         np.take(embedding, inputs, axis=0, out=layer_input)
         new_state, caches, masks = [], [], []
         for layer in range(self.config.num_layers):
-            Wx, Wh, b = self.layer_weights(layer)
             layer_input, final_state, cache = self.cell.forward(
-                layer_input, *state[layer], Wx, Wh, b, carry, self.workspaces[layer])
+                layer_input, *state[layer], *self.layer_weights(layer), carry,
+                self.workspaces[layer])
             mask = None
             if dropout > 0:
                 mask = (rng.random(layer_input.shape) >= dropout).astype(self.dtype)
@@ -262,14 +266,13 @@ class Model:
         dh = work.array("dh", (T, B, H), self.dtype)
         np.matmul(dlogits, self.params["output.weight"].T, out=dh.reshape(T * B, H))
         for layer in reversed(range(self.config.num_layers)):
-            Wx, Wh, _ = self.layer_weights(layer)
+            Wx, Wh = self.layer_weights(layer)[:2]
             if masks[layer] is not None:
                 dh *= masks[layer]
-            dh, dWx, dWh, db, _ = self.cell.backward(dh, caches[layer], Wx, Wh)
+            dh, *weight_grads, _ = self.cell.backward(dh, caches[layer], Wx, Wh)
             prefix = self.config.layer_prefix(layer)
-            np.copyto(grads[prefix + "input_weight"], dWx)
-            np.copyto(grads[prefix + "hidden_weight"], dWh)
-            np.copyto(grads[prefix + "bias"], db)
+            for name, grad in zip(self.cell.weight_names, weight_grads, strict=True):
+                np.copyto(grads[prefix + name], grad)
         embedding_gradient_(inputs.ravel(), dh.reshape(T * B, -1), grads["embedding"], work)
         return float(losses.sum()) / num_scored, grads, new_state
 

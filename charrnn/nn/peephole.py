@@ -1,0 +1,175 @@
+"""One LSTM layer with peephole connections: forward and backward.
+
+Shape letters as in ``lstm.py``, whose gate order (i, f, o, g) and packed weights
+this layer keeps. The gates also look at the cell state (Gers and Schmidhuber, 2000),
+each through a per-unit (diagonal) weight vector, the rows of P (3, H):
+i and f at c_{t-1}, o at c_t.
+
+    a   = x_t Wx + h_{t-1} Wh + b          (B, 4H)
+    i   = sigmoid(a_i + P[0] * c_{t-1})    (B, H)
+    f   = sigmoid(a_f + P[1] * c_{t-1})
+    g   = tanh(a_g)
+    c_t = f * c_{t-1} + i * g
+    o   = sigmoid(a_o + P[2] * c_t)
+    h_t = o * tanh(c_t)
+
+No torch.nn module holds a peephole weight. Resets (``carry``) as in ``lstm.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import partial
+
+import numpy as np
+
+from charrnn.nn.layers import Workspace, weight_gradients
+from charrnn.nn.lstm import (NUM_GATES, LSTMCache, LSTMStepper, activate_, gate_slopes_,
+                             halve_sigmoid_columns, lstm_forward)
+
+PEEPHOLES = ("input", "forget", "output")  # the rows of P
+UNIT_KINDS = ("cell", "hidden", "input", "forget", "output")  # as an LSTM's
+
+
+def peephole_activate_(a: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarray,
+                       h: np.ndarray, peephole: np.ndarray, output_scratch: np.ndarray) -> None:
+    """``lstm.activate_`` with the peepholes.
+
+    a: (B, 4H) pre-activations without the peepholes, i, f, o columns halved,
+    overwritten with the gates i, f, o, g. peephole: (3, H) P, halved too.
+    c_prev: (B, H); c, tanh_c, h: (B, H) outputs (c may be c_prev);
+    output_scratch: (B, H) work array.
+    """
+    H = c.shape[-1]
+    np.multiply(peephole[0], c_prev, out=h)  # h as scratch
+    a[:, :H] += h
+    np.multiply(peephole[1], c_prev, out=h)
+    a[:, H: 2 * H] += h
+    output = a[:, 2 * H: 3 * H]
+    output_scratch[...] = output  # o waits for c_t, which activate_ makes
+    activate_(a, c_prev, c, tanh_c, h)  # right i, f, g and c_t; o and h made again below
+    np.multiply(peephole[2], c, out=h)
+    output_scratch += h
+    np.tanh(output_scratch, out=output)  # sigmoid(2 s) = tanh(s) / 2 + 1/2
+    output *= 0.5
+    output += 0.5
+    np.multiply(output, tanh_c, out=h)
+
+
+@dataclass
+class PeepholeCache(LSTMCache):
+    """What the backward pass needs: an LSTM's, and the peephole weights."""
+
+    peephole: np.ndarray  # (3, H) P, not halved
+
+
+def peephole_forward(x, h0, c0, Wx, Wh, b, peephole, carry=None,
+                     workspace: Workspace | None = None):
+    """Run the layer over a window: as ``lstm.lstm_forward``, with peephole: (3, H) P."""
+    T, B, _ = x.shape
+    work = Workspace() if workspace is None else workspace
+    halved = np.multiply(peephole, 0.5, out=work.array("peephole_halved", peephole.shape,
+                                                        peephole.dtype))
+    output_scratch = work.array("output_scratch", (B, peephole.shape[1]), peephole.dtype)
+    activate = partial(peephole_activate_, peephole=halved, output_scratch=output_scratch)
+    h, final_state, cache = lstm_forward(x, h0, c0, Wx, Wh, b, carry, work, activate=activate)
+    as_fields = {field.name: getattr(cache, field.name) for field in fields(cache)}
+    return h, final_state, PeepholeCache(**as_fields, peephole=peephole)
+
+
+def peephole_backward(dh, cache: PeepholeCache, Wx, Wh):
+    """Backpropagate through the window.
+
+    dh: (T, B, H) gradient of the loss with respect to the layer's outputs.
+    Returns dx: (T, B, D), dWx: (D, 4H), dWh: (H, 4H), db: (4H,), dP: (3, H), and the
+    gradient of the initial state (dh0, dc0), each (B, H).
+    """
+    T, B, H = dh.shape
+    dtype = dh.dtype
+    work = cache.workspace
+    P = cache.peephole
+    da = work.array("da", (T, B, NUM_GATES * H), dtype)  # gradient of the pre-activations
+    slopes = work.array("slopes", (B, NUM_GATES * H), dtype)  # d gate / d pre-activation
+    dh_t = work.array("dh_t", (B, H), dtype)
+    dc_t = work.array("dc_t", (B, H), dtype)
+    peeped = work.array("peeped", (B, H), dtype)  # a gradient through a peephole
+    Wh_t = np.ascontiguousarray(Wh.T)  # faster to multiply by than the transposed view
+    dh_next = np.zeros((B, H), dtype)  # flows from step t + 1 into h_t
+    dc_next = np.zeros((B, H), dtype)  # flows from step t + 1 into c_t
+    for t in reversed(range(T)):
+        gates, tanh_c = cache.gates[t], cache.tanh_c[t]
+        i, f, o, g = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
+        di, df, do, dg = da[t, :, :H], da[t, :, H: 2 * H], da[t, :, 2 * H: 3 * H], da[t, :, 3 * H:]
+        gate_slopes_(gates, slopes)
+        np.add(dh[t], dh_next, out=dh_t)
+        # o's pre-activation first: it looks at c_t, so its gradient flows into dc_t.
+        np.multiply(dh_t, tanh_c, out=do)
+        do *= slopes[:, 2 * H: 3 * H]
+        slopes[:, 2 * H: 3 * H] = 1  # applied
+        # dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_next + da_o * P_o
+        np.multiply(tanh_c, tanh_c, out=dc_t)
+        np.subtract(1, dc_t, out=dc_t)
+        dc_t *= o
+        dc_t *= dh_t
+        dc_t += dc_next
+        np.multiply(do, P[2], out=peeped)
+        dc_t += peeped
+        # Gradient with respect to the other gates' values, then through their nonlinearity.
+        np.multiply(dc_t, g, out=di)
+        np.multiply(dc_t, cache.c_prev[t], out=df)
+        np.multiply(dc_t, i, out=dg)
+        da[t] *= slopes
+        # dc_{t-1} = dc_t * f + da_i * P_i + da_f * P_f
+        np.multiply(dc_t, f, out=dc_next)
+        np.multiply(di, P[0], out=peeped)
+        dc_next += peeped
+        np.multiply(df, P[1], out=peeped)
+        dc_next += peeped
+        np.matmul(da[t], Wh_t, out=dh_next)
+        if cache.carry is not None:
+            dc_next *= cache.carry[t]
+            dh_next *= cache.carry[t]
+    return (*weight_gradients(cache.x, cache.h_prev, da, da, Wx, work),
+            _peephole_gradient(da, cache), (dh_next, dc_next))
+
+
+def _peephole_gradient(da: np.ndarray, cache: PeepholeCache) -> np.ndarray:
+    """dP (3, H), summed over the window: each gate's pre-activation gradient (da, (T, B, 4H))
+    times the cell state it looked at."""
+    H = cache.peephole.shape[1]
+    i, f = cache.gates[..., :H], cache.gates[..., H: 2 * H]
+    candidate = cache.gates[..., 3 * H:]
+    c = f * cache.c_prev + i * candidate  # (T, B, H) c_t, as the forward pass made it
+    looked_at = (cache.c_prev, cache.c_prev, c)
+    return np.stack([np.einsum("tbh,tbh->h", da[..., row * H: (row + 1) * H], cell_state)
+                     for row, cell_state in enumerate(looked_at)])
+
+
+def peephole_step(x, state, Wx, Wh, b, peephole):
+    """One time step for generation: x (B, D), state (h, c) each (B, H) -> new (h, c)."""
+    h_prev, c_prev = state
+    a = x @ Wx
+    a += h_prev @ Wh
+    a += b
+    halve_sigmoid_columns(a, out=a)  # as peephole_activate_ expects, and the peepholes
+    h, c, tanh_c, scratch = (np.empty_like(c_prev) for _ in range(4))
+    peephole_activate_(a, c_prev, c, tanh_c, h, peephole * 0.5, scratch)
+    return h, c
+
+
+class PeepholeStepper(LSTMStepper):
+    """A peephole LSTM layer run one step at a time (see ``lstm.LSTMStepper``)."""
+
+    def __init__(self, Wx, Wh, b, peephole, embedding=None):
+        self.peephole = peephole * 0.5  # (3, H), halved like the sigmoid columns
+        super().__init__(Wx, Wh, b, embedding)
+
+    def _allocate(self, batch_size: int) -> None:
+        super()._allocate(batch_size)
+        self.output_scratch = np.empty_like(self.c)
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        peephole_activate_(self.preactivations(x), self.c, self.c, self.tanh_c, self.h,
+                           self.peephole, self.output_scratch)
+        return self.h
+
