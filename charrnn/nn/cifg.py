@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from charrnn.nn.layers import Workspace, gate_values, weight_gradients
-from charrnn.nn.lstm import (LSTMCache, LSTMStepper, gate_slopes_, halve_sigmoid_columns,
-                             lstm_forward, squash_)
+from charrnn.nn.lstm import (LSTMCache, LSTMStepper, backpropagate_steps, cell_gradient_,
+                             gate_slopes_, halve_sigmoid_columns, lstm_forward, squash_)
 
 GATE_ORDER = ("forget", "output", "candidate")
 NUM_GATES = len(GATE_ORDER)
@@ -73,50 +73,33 @@ def cifg_backward(dh, cache: LSTMCache, Wx, Wh):
     Returns dx: (T, B, D), dWx: (D, 3H), dWh: (H, 3H), db: (3H,), and the gradient of
     the initial state (dh0, dc0), each (B, H).
     """
-    T, B, H = dh.shape
-    dtype = dh.dtype
-    work = cache.workspace
-    da = work.array("da", (T, B, NUM_GATES * H), dtype)  # gradient of the pre-activations
-    slopes = work.array("slopes", (B, NUM_GATES * H), dtype)  # d gate / d pre-activation
-    dh_t = work.array("dh_t", (B, H), dtype)
-    dc_t = work.array("dc_t", (B, H), dtype)
-    Wh_t = np.ascontiguousarray(Wh.T)  # faster to multiply by than the transposed view
-    dh_next = np.zeros((B, H), dtype)  # flows from step t + 1 into h_t
-    dc_next = np.zeros((B, H), dtype)  # flows from step t + 1 into c_t
-    for t in reversed(range(T)):
-        gates, tanh_c = cache.gates[t], cache.tanh_c[t]
-        f, o, g = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H:]
-        df, do, dg = da[t, :, :H], da[t, :, H: 2 * H], da[t, :, 2 * H:]
-        np.add(dh[t], dh_next, out=dh_t)
-        # dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_next
-        np.multiply(tanh_c, tanh_c, out=dc_t)
-        np.subtract(1, dc_t, out=dc_t)
-        dc_t *= o
-        dc_t *= dh_t
-        dc_t += dc_next
-        # Gradient with respect to each gate's value, then through its nonlinearity.
-        np.subtract(cache.c_prev[t], g, out=df)  # df = dc_t * (c_prev - g)
-        df *= dc_t
-        np.multiply(dh_t, tanh_c, out=do)
-        np.subtract(1, f, out=dg)  # dg = dc_t * (1 - f)
-        dg *= dc_t
-        da[t] *= gate_slopes_(gates, slopes, NUM_GATES)
-        np.multiply(dc_t, f, out=dc_next)
-        np.matmul(da[t], Wh_t, out=dh_next)
-        if cache.carry is not None:
-            dc_next *= cache.carry[t]
-            dh_next *= cache.carry[t]
-    return (*weight_gradients(cache.x, cache.h_prev, da, da, Wx, work), (dh_next, dc_next))
+    da, initial_state_gradient = backpropagate_steps(dh, cache, Wh, step_back_, NUM_GATES)
+    return (*weight_gradients(cache.x, cache.h_prev, da, da, Wx, cache.workspace),
+            initial_state_gradient)
+
+
+def step_back_(da, dc, dh, gates, tanh_c, c_prev, work: Workspace) -> None:
+    """One step back through a CIFG cell, as ``lstm.backpropagate_steps`` asks: da (B, 3H),
+    gates (B, 3H), the rest (B, H)."""
+    H = dh.shape[-1]
+    f, o, g = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H:]
+    df, do, dg = da[:, :H], da[:, H: 2 * H], da[:, 2 * H:]
+    dc_t = cell_gradient_(dh, tanh_c, o, dc, work)
+    # Gradient with respect to each gate's value, then through its nonlinearity.
+    np.subtract(c_prev, g, out=df)  # df = dc_t * (c_prev - g)
+    df *= dc_t
+    np.multiply(dh, tanh_c, out=do)
+    np.subtract(1, f, out=dg)  # dg = dc_t * (1 - f)
+    dg *= dc_t
+    da *= gate_slopes_(gates, work.array("slopes", gates.shape, gates.dtype), NUM_GATES)
+    np.multiply(dc_t, f, out=dc)
 
 
 def cifg_step(x, state, Wx, Wh, b):
     """One time step for generation: x (B, D), state (h, c) each (B, H) -> new (h, c)."""
     h_prev, c_prev = state
-    a = x @ Wx
-    a += h_prev @ Wh
-    a += b
-    halve_sigmoid_columns(a, out=a, num_gates=NUM_GATES)  # as activate_ expects
-    h, c, tanh_c = np.empty_like(c_prev), np.empty_like(c_prev), np.empty_like(c_prev)
+    a = halve_sigmoid_columns(x @ Wx + h_prev @ Wh + b, num_gates=NUM_GATES)  # as activate_ wants
+    h, c, tanh_c = (np.empty_like(c_prev) for _ in range(3))
     activate_(a, c_prev, c, tanh_c, h)
     return h, c
 

@@ -204,41 +204,68 @@ def lstm_backward(dh, cache: LSTMCache, Wx, Wh):
     Returns dx: (T, B, D), the parameter gradients dWx: (D, 4H), dWh: (H, 4H),
     db: (4H,), and the gradient of the initial state (dh0, dc0), each (B, H).
     """
+    da, initial_state_gradient = backpropagate_steps(dh, cache, Wh, lstm_step_back_)
+    return (*weight_gradients(cache.x, cache.h_prev, da, da, Wx, cache.workspace),
+            initial_state_gradient)
+
+
+def backpropagate_steps(dh, cache: LSTMCache, Wh, step_back_, num_gates: int = NUM_GATES):
+    """The loop back through the window's steps, for the LSTM and its variants.
+
+    dh: (T, B, H) gradient of the loss with respect to the layer's outputs.
+    step_back_(da_t, dc, dh_t, gates, tanh_c, c_prev, work) goes back through one
+    step's cell: from dh_t (B, H), the gradient reaching h_t, and dc (B, H), the
+    gradient reaching c_t from step t + 1, it writes da_t (B, G*H), the gradient of
+    the step's pre-activations, and overwrites dc with the gradient reaching c_{t-1}.
+    Returns da (T, B, G*H) and the gradient of the initial state (dh0, dc0), each (B, H).
+    """
     T, B, H = dh.shape
     dtype = dh.dtype
     work = cache.workspace
-    da = work.array("da", (T, B, NUM_GATES * H), dtype)  # gradient of the pre-activations
-    slopes = work.array("slopes", (B, NUM_GATES * H), dtype)  # d gate / d pre-activation
+    da = work.array("da", (T, B, num_gates * H), dtype)  # gradient of the pre-activations
     dh_t = work.array("dh_t", (B, H), dtype)
-    dc_t = work.array("dc_t", (B, H), dtype)
     # A contiguous copy of Wh.T: OpenBLAS multiplies by it faster than by the transposed view.
     Wh_t = work.array("Wh_t", Wh.T.shape, dtype)
     np.copyto(Wh_t, Wh.T)
     dh_next = np.zeros((B, H), dtype)  # flows from step t + 1 into h_t
     dc_next = np.zeros((B, H), dtype)  # flows from step t + 1 into c_t
     for t in reversed(range(T)):
-        gates, tanh_c = cache.gates[t], cache.tanh_c[t]
-        i, f, o, g = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
-        di, df, do, dg = da[t, :, :H], da[t, :, H: 2 * H], da[t, :, 2 * H: 3 * H], da[t, :, 3 * H:]
         np.add(dh[t], dh_next, out=dh_t)
-        # dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_next
-        np.multiply(tanh_c, tanh_c, out=dc_t)
-        np.subtract(1, dc_t, out=dc_t)
-        dc_t *= o
-        dc_t *= dh_t
-        dc_t += dc_next
-        # Gradient with respect to each gate's value, then through its nonlinearity.
-        np.multiply(dc_t, g, out=di)
-        np.multiply(dc_t, cache.c_prev[t], out=df)
-        np.multiply(dh_t, tanh_c, out=do)
-        np.multiply(dc_t, i, out=dg)
-        da[t] *= gate_slopes_(gates, slopes)
-        np.multiply(dc_t, f, out=dc_next)
+        step_back_(da[t], dc_next, dh_t, cache.gates[t], cache.tanh_c[t], cache.c_prev[t], work)
         np.matmul(da[t], Wh_t, out=dh_next)
         if cache.carry is not None:
             dc_next *= cache.carry[t]
             dh_next *= cache.carry[t]
-    return (*weight_gradients(cache.x, cache.h_prev, da, da, Wx, work), (dh_next, dc_next))
+    return da, (dh_next, dc_next)
+
+
+def cell_gradient_(dh: np.ndarray, tanh_c: np.ndarray, output_gate: np.ndarray,
+                   dc_next: np.ndarray, work: Workspace) -> np.ndarray:
+    """dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_next, each (B, H), in a work array: the
+    gradient reaching c_t through h_t and from step t + 1."""
+    dc = work.array("dc_t", dh.shape, dh.dtype)
+    np.multiply(tanh_c, tanh_c, out=dc)
+    np.subtract(1, dc, out=dc)
+    dc *= output_gate
+    dc *= dh
+    dc += dc_next
+    return dc
+
+
+def lstm_step_back_(da, dc, dh, gates, tanh_c, c_prev, work: Workspace) -> None:
+    """One step back through an LSTM cell, as ``backpropagate_steps`` asks: da (B, 4H),
+    gates (B, 4H), the rest (B, H)."""
+    H = dh.shape[-1]
+    i, f, o, g = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
+    di, df, do, dg = da[:, :H], da[:, H: 2 * H], da[:, 2 * H: 3 * H], da[:, 3 * H:]
+    dc_t = cell_gradient_(dh, tanh_c, o, dc, work)
+    # Gradient with respect to each gate's value, then through its nonlinearity.
+    np.multiply(dc_t, g, out=di)
+    np.multiply(dc_t, c_prev, out=df)
+    np.multiply(dh, tanh_c, out=do)
+    np.multiply(dc_t, i, out=dg)
+    da *= gate_slopes_(gates, work.array("slopes", gates.shape, gates.dtype))
+    np.multiply(dc_t, f, out=dc)
 
 
 def lstm_step(x, state, Wx, Wh, b):

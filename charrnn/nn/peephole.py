@@ -18,14 +18,14 @@ No torch.nn module holds a peephole weight. Resets (``carry``) as in ``lstm.py``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
 from charrnn.nn.layers import Workspace, weight_gradients
-from charrnn.nn.lstm import (NUM_GATES, LSTMCache, LSTMStepper, activate_, gate_slopes_,
-                             halve_sigmoid_columns, lstm_forward)
+from charrnn.nn.lstm import (LSTMCache, LSTMStepper, activate_, backpropagate_steps,
+                             cell_gradient_, gate_slopes_, halve_sigmoid_columns, lstm_forward)
 
 PEEPHOLES = ("input", "forget", "output")  # the rows of P
 UNIT_KINDS = ("cell", "hidden", "input", "forget", "output")  # as an LSTM's
@@ -66,15 +66,14 @@ class PeepholeCache(LSTMCache):
 def peephole_forward(x, h0, c0, Wx, Wh, b, peephole, carry=None,
                      workspace: Workspace | None = None):
     """Run the layer over a window: as ``lstm.lstm_forward``, with peephole: (3, H) P."""
-    T, B, _ = x.shape
+    B = x.shape[1]
     work = Workspace() if workspace is None else workspace
     halved = np.multiply(peephole, 0.5, out=work.array("peephole_halved", peephole.shape,
                                                         peephole.dtype))
     output_scratch = work.array("output_scratch", (B, peephole.shape[1]), peephole.dtype)
     activate = partial(peephole_activate_, peephole=halved, output_scratch=output_scratch)
     h, final_state, cache = lstm_forward(x, h0, c0, Wx, Wh, b, carry, work, activate=activate)
-    as_fields = {field.name: getattr(cache, field.name) for field in fields(cache)}
-    return h, final_state, PeepholeCache(**as_fields, peephole=peephole)
+    return h, final_state, PeepholeCache(**vars(cache), peephole=peephole)
 
 
 def peephole_backward(dh, cache: PeepholeCache, Wx, Wh):
@@ -84,53 +83,38 @@ def peephole_backward(dh, cache: PeepholeCache, Wx, Wh):
     Returns dx: (T, B, D), dWx: (D, 4H), dWh: (H, 4H), db: (4H,), dP: (3, H), and the
     gradient of the initial state (dh0, dc0), each (B, H).
     """
-    T, B, H = dh.shape
-    dtype = dh.dtype
-    work = cache.workspace
-    P = cache.peephole
-    da = work.array("da", (T, B, NUM_GATES * H), dtype)  # gradient of the pre-activations
-    slopes = work.array("slopes", (B, NUM_GATES * H), dtype)  # d gate / d pre-activation
-    dh_t = work.array("dh_t", (B, H), dtype)
-    dc_t = work.array("dc_t", (B, H), dtype)
-    peeped = work.array("peeped", (B, H), dtype)  # a gradient through a peephole
-    Wh_t = np.ascontiguousarray(Wh.T)  # faster to multiply by than the transposed view
-    dh_next = np.zeros((B, H), dtype)  # flows from step t + 1 into h_t
-    dc_next = np.zeros((B, H), dtype)  # flows from step t + 1 into c_t
-    for t in reversed(range(T)):
-        gates, tanh_c = cache.gates[t], cache.tanh_c[t]
-        i, f, o, g = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
-        di, df, do, dg = da[t, :, :H], da[t, :, H: 2 * H], da[t, :, 2 * H: 3 * H], da[t, :, 3 * H:]
-        gate_slopes_(gates, slopes)
-        np.add(dh[t], dh_next, out=dh_t)
-        # o's pre-activation first: it looks at c_t, so its gradient flows into dc_t.
-        np.multiply(dh_t, tanh_c, out=do)
-        do *= slopes[:, 2 * H: 3 * H]
-        slopes[:, 2 * H: 3 * H] = 1  # applied
-        # dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_next + da_o * P_o
-        np.multiply(tanh_c, tanh_c, out=dc_t)
-        np.subtract(1, dc_t, out=dc_t)
-        dc_t *= o
-        dc_t *= dh_t
-        dc_t += dc_next
-        np.multiply(do, P[2], out=peeped)
-        dc_t += peeped
-        # Gradient with respect to the other gates' values, then through their nonlinearity.
-        np.multiply(dc_t, g, out=di)
-        np.multiply(dc_t, cache.c_prev[t], out=df)
-        np.multiply(dc_t, i, out=dg)
-        da[t] *= slopes
-        # dc_{t-1} = dc_t * f + da_i * P_i + da_f * P_f
-        np.multiply(dc_t, f, out=dc_next)
-        np.multiply(di, P[0], out=peeped)
-        dc_next += peeped
-        np.multiply(df, P[1], out=peeped)
-        dc_next += peeped
-        np.matmul(da[t], Wh_t, out=dh_next)
-        if cache.carry is not None:
-            dc_next *= cache.carry[t]
-            dh_next *= cache.carry[t]
-    return (*weight_gradients(cache.x, cache.h_prev, da, da, Wx, work),
-            _peephole_gradient(da, cache), (dh_next, dc_next))
+    step_back = partial(step_back_, peephole=cache.peephole)
+    da, initial_state_gradient = backpropagate_steps(dh, cache, Wh, step_back)
+    return (*weight_gradients(cache.x, cache.h_prev, da, da, Wx, cache.workspace),
+            _peephole_gradient(da, cache), initial_state_gradient)
+
+
+def step_back_(da, dc, dh, gates, tanh_c, c_prev, work: Workspace, peephole) -> None:
+    """One step back through a peephole LSTM cell, as ``lstm.backpropagate_steps`` asks:
+    da (B, 4H), gates (B, 4H), peephole (3, H) P, the rest (B, H)."""
+    H = dh.shape[-1]
+    i, f, o, g = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
+    di, df, do, dg = da[:, :H], da[:, H: 2 * H], da[:, 2 * H: 3 * H], da[:, 3 * H:]
+    slopes = gate_slopes_(gates, work.array("slopes", gates.shape, gates.dtype))
+    peeped = work.array("peeped", dh.shape, dh.dtype)  # a gradient through a peephole
+    # o's pre-activation first: it looks at c_t, so its gradient flows into c_t too.
+    np.multiply(dh, tanh_c, out=do)
+    do *= slopes[:, 2 * H: 3 * H]
+    slopes[:, 2 * H: 3 * H] = 1  # applied
+    dc_t = cell_gradient_(dh, tanh_c, o, dc, work)
+    np.multiply(do, peephole[2], out=peeped)
+    dc_t += peeped
+    # Gradient with respect to the other gates' values, then through their nonlinearity.
+    np.multiply(dc_t, g, out=di)
+    np.multiply(dc_t, c_prev, out=df)
+    np.multiply(dc_t, i, out=dg)
+    da *= slopes
+    # dc_{t-1} = dc_t * f + da_i * P_i + da_f * P_f
+    np.multiply(dc_t, f, out=dc)
+    np.multiply(di, peephole[0], out=peeped)
+    dc += peeped
+    np.multiply(df, peephole[1], out=peeped)
+    dc += peeped
 
 
 def _peephole_gradient(da: np.ndarray, cache: PeepholeCache) -> np.ndarray:
@@ -148,10 +132,7 @@ def _peephole_gradient(da: np.ndarray, cache: PeepholeCache) -> np.ndarray:
 def peephole_step(x, state, Wx, Wh, b, peephole):
     """One time step for generation: x (B, D), state (h, c) each (B, H) -> new (h, c)."""
     h_prev, c_prev = state
-    a = x @ Wx
-    a += h_prev @ Wh
-    a += b
-    halve_sigmoid_columns(a, out=a)  # as peephole_activate_ expects, and the peepholes
+    a = halve_sigmoid_columns(x @ Wx + h_prev @ Wh + b)  # as peephole_activate_ wants, and P
     h, c, tanh_c, scratch = (np.empty_like(c_prev) for _ in range(4))
     peephole_activate_(a, c_prev, c, tanh_c, h, peephole * 0.5, scratch)
     return h, c
