@@ -15,7 +15,8 @@ from charrnn.cli import cli
 from charrnn.errors import CharrnnError
 from charrnn.nn.cells import CELLS
 from charrnn.nn.model import Model, ModelConfig, init_params
-from charrnn.saving.checkpoint import load_checkpoint, pretrained_model
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.shipped import pretrained_model
 
 from conftest import TINY_TEXT, train_tiny
 from damage import metadata_bytes, read_members, read_metadata, write_members
