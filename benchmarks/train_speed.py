@@ -12,7 +12,11 @@ says how much of the step is spent outside matrix products.
 A step is what ``charrnn train`` runs: ``--threads`` workers (default: the
 cores available, as for training) share it, and ``--threads 1`` times the
 single-thread step (OpenBLAS still on every core). ``--torch`` runs the same
-configurations with torch.nn.LSTM on the CPU, on every core available.
+configurations with torch.nn.LSTM on the CPU, on every core available. Each
+configuration is timed in ``--rounds`` rounds (two warm-up steps left out of
+each), charrnn and PyTorch taking turns, so that both sides see the same
+load on a shared machine; the figures are medians over the rounds, and the
+ratio is the median of the rounds' ratios.
 PyTorch is not a charrnn dependency; install it in a separate virtual
 environment.
 """
@@ -26,6 +30,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import click
 import numpy as np
@@ -130,9 +135,9 @@ def time_steps(run_step, min_steps: int, min_seconds: float) -> list[float]:
     return times
 
 
-def charrnn_step_times(setup: Setup, threads: int, min_steps: int,
-                       min_seconds: float) -> list[float]:
-    """The step of ``charrnn train``: loss and gradients, their norm, a clipped Adam update."""
+def charrnn_step(setup: Setup, threads: int) -> tuple[Callable[[int], None], Workers]:
+    """The step of ``charrnn train`` (loss and gradients, their norm, a clipped Adam update)
+    as run_step(index), and the workers it runs on (close them when done)."""
     config = ModelConfig(VOCAB_SIZE, EMBEDDING_SIZE, setup.hidden_size, setup.num_layers)
     model = Model(config, init_params(config, np.random.default_rng(0)))
     optimizer = Adam(model.params, 2e-3)
@@ -146,14 +151,12 @@ def charrnn_step_times(setup: Setup, threads: int, min_steps: int,
         _, grads, state = workers.loss_and_gradients(inputs, targets, state)
         workers.update_(grads, 2e-3, clip_scale(workers.global_norm(grads), 5.0))
 
-    try:
-        return time_steps(run_step, min_steps, min_seconds)
-    finally:
-        workers.close()
+    return run_step, workers
 
 
-def torch_step_times(setup: Setup, min_steps: int, min_seconds: float) -> list[float]:
-    """The same step in PyTorch: embedding, nn.LSTM, linear, cross-entropy, Adam."""
+def torch_step(setup: Setup) -> Callable[[int], None]:
+    """The same step in PyTorch as run_step(index): embedding, nn.LSTM, linear,
+    cross-entropy, Adam."""
     import torch
 
     torch.set_num_threads(available_cores())
@@ -181,7 +184,7 @@ def torch_step_times(setup: Setup, min_steps: int, min_seconds: float) -> list[f
         optimizer.step()
         state = (h.detach(), c.detach())
 
-    return time_steps(run_step, min_steps, min_seconds)
+    return run_step
 
 
 # -- reporting ---------------------------------------------------------------
@@ -221,7 +224,9 @@ def chars_per_sec(setup: Setup, times: list[float]) -> float:
 @click.option("--threads", type=click.IntRange(min=1), default=available_cores(),
               show_default="the cores available",
               help="Worker threads of the charrnn step.")
-def main(with_torch, min_steps, min_seconds, only, threads):
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timing rounds per configuration; with --torch, the two sides take turns.")
+def main(with_torch, min_steps, min_seconds, only, threads, rounds):
     """Print training throughput as JSON lines and a short table."""
     # Only look for PyTorch here: importing it now could slow the charrnn runs.
     if with_torch and importlib.util.find_spec("torch") is None:
@@ -231,31 +236,50 @@ def main(with_torch, min_steps, min_seconds, only, threads):
     warn_about_blas_environment()
     click.echo(f"BLAS: {blas_description()}", err=True)
     setups = [setup for setup in SETUPS if setup.name in only]
-    rows = []
-    for setup in setups:  # all charrnn runs first, before PyTorch starts its threads
-        times = charrnn_step_times(setup, threads, min_steps, min_seconds)
-        flops = training_flops(setup)
-        peak = gemm_peak(setup)
-        speed = chars_per_sec(setup, times)
-        rows.append({
-            "config": setup.name, "threads": threads, "layers": setup.num_layers,
-            "hidden_size": setup.hidden_size,
-            "batch_size": setup.batch_size, "seq_length": setup.seq_length,
-            "chars_per_sec": round(speed), "best_chars_per_sec": round(
-                setup.chars_per_step / min(times)),
-            "step_seconds": round(statistics.median(times), 4),
-            "gflop_per_step": round(flops / 1e9, 2),
-            "train_gflop_per_sec": round(flops / statistics.median(times) / 1e9, 1),
-            "gemm_gflop_per_sec": round(peak / 1e9, 1),
-            "fraction_of_gemm": round(flops / statistics.median(times) / peak, 2)})
-    if with_torch:
-        for setup, row in zip(setups, rows):
-            speed = chars_per_sec(setup, torch_step_times(setup, min_steps, min_seconds))
-            row["torch_chars_per_sec"] = round(speed)
-            row["charrnn_over_torch"] = round(row["chars_per_sec"] / speed, 2)
+    # Every configuration's workers are forked before PyTorch starts its threads.
+    charrnn_steps = [charrnn_step(setup, threads) for setup in setups]
+    try:
+        rows = [measure(setup, run_step, threads, with_torch, rounds, min_steps, min_seconds)
+                for setup, (run_step, _) in zip(setups, charrnn_steps)]
+    finally:
+        for _, workers in charrnn_steps:
+            workers.close()
     for row in rows:
         click.echo(json.dumps(row))
     print_table(rows, with_torch)
+
+
+def measure(setup: Setup, charrnn_run, threads: int, with_torch: bool, rounds: int,
+            min_steps: int, min_seconds: float) -> dict:
+    """One configuration's figures: the median chars/s of each side over the rounds, and
+    the median of each round's ratio (the two sides timed one after the other)."""
+    torch_run = torch_step(setup) if with_torch else None
+    speeds, torch_speeds, best = [], [], 0.0
+    for _ in range(rounds):
+        times = time_steps(charrnn_run, min_steps, min_seconds)
+        speeds.append(chars_per_sec(setup, times))
+        best = max(best, setup.chars_per_step / min(times))
+        if torch_run is not None:
+            torch_speeds.append(chars_per_sec(setup, time_steps(torch_run, min_steps,
+                                                                 min_seconds)))
+    speed, flops, peak = statistics.median(speeds), training_flops(setup), gemm_peak(setup)
+    row = {
+        "config": setup.name, "threads": threads, "layers": setup.num_layers,
+        "hidden_size": setup.hidden_size,
+        "batch_size": setup.batch_size, "seq_length": setup.seq_length,
+        "chars_per_sec": round(speed), "rounds": [round(value) for value in speeds],
+        "best_chars_per_sec": round(best),
+        "step_seconds": round(setup.chars_per_step / speed, 4),
+        "gflop_per_step": round(flops / 1e9, 2),
+        "train_gflop_per_sec": round(flops * speed / setup.chars_per_step / 1e9, 1),
+        "gemm_gflop_per_sec": round(peak / 1e9, 1),
+        "fraction_of_gemm": round(flops * speed / setup.chars_per_step / peak, 2)}
+    if torch_run is not None:
+        row["torch_chars_per_sec"] = round(statistics.median(torch_speeds))
+        row["torch_rounds"] = [round(value) for value in torch_speeds]
+        row["charrnn_over_torch"] = round(statistics.median(
+            [ours / theirs for ours, theirs in zip(speeds, torch_speeds)]), 3)
+    return row
 
 
 def print_table(rows: list[dict], with_torch: bool) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -30,9 +30,9 @@ LOG_PROB_BLOCK = 256  # steps whose log-probabilities are worked out together ..
 LOG_PROB_VALUES = 1 << 20  # ... unless their logits would hold more numbers than this
 
 
-@dataclass(frozen=True)
-class Piece:
-    """What one sample produced in one step: a character, or its end."""
+class Piece(NamedTuple):
+    """What one sample produced in one step: a character, or its end. (A named tuple: made
+    for every character drawn, it is made several times faster than a frozen dataclass.)"""
 
     index: int  # which sample
     text: str  # the character drawn ("" when the sample ends without one)
@@ -328,8 +328,13 @@ def generate_rows(model: Model, vocab: Vocabulary, temperatures: Sequence[float]
     for _ in range(length):
         tokens = sampler.draw(logits)
         log_probs.add(logits, tokens)
+        drawn = tokens.tolist()
+        if not stop and END_ID not in drawn:  # every row goes on with a character
+            yield from map(Piece, active, [chars[token] for token in drawn])
+            logits = stepper.step(tokens)
+            continue
         finished = []  # rows
-        for row, token in enumerate(tokens.tolist()):
+        for row, token in enumerate(drawn):
             index = active[row]
             if token == END_ID:
                 finished.append(row)

@@ -26,7 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from charrnn.nn.layers import SumStepper, Workspace, gate_values, weight_gradients
+from charrnn.nn.layers import (SumStepper, Workspace, add_hidden_product_, gate_values,
+                                transpose_, weight_gradients)
 
 GATE_ORDER = ("input", "forget", "output", "candidate")
 NUM_GATES = len(GATE_ORDER)
@@ -138,8 +139,11 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, carry=None, workspace: Workspace | None =
     dtype = Wh.dtype
     work = Workspace() if workspace is None else workspace
     Wx = halve_sigmoid_columns(Wx, work.array("Wx_halved", Wx.shape, dtype), num_gates)
-    Wh = halve_sigmoid_columns(Wh, work.array("Wh_halved", Wh.shape, dtype), num_gates)
     b = halve_sigmoid_columns(b, work.array("b_halved", b.shape, dtype), num_gates)
+    # Wh^T (G*H, H) made contiguous for add_hidden_product_, its sigmoid rows (all but the
+    # candidate's) halved.
+    Wh_t = transpose_(Wh, work.array("Wh_t_halved", Wh.T.shape, dtype))
+    Wh_t[:-H] *= 0.5
     # Input projections of all T steps in one matrix product.
     gates = work.array("gates", (T, B, num_gates * H), dtype)
     np.matmul(x.reshape(T * B, D), Wx, out=gates.reshape(T * B, num_gates * H))
@@ -152,13 +156,12 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, carry=None, workspace: Workspace | None =
     else:
         h_prev, c_prev = work.array("h_prev", (T, B, H), dtype), work.array("c_prev", (T, B, H), dtype)
     tanh_c = work.array("tanh_c", (T, B, H), dtype)
-    recurrent = work.array("recurrent", (B, num_gates * H), dtype)
+    recurrent_t = work.array("recurrent_t", (num_gates * H, B), dtype)
     for t in range(T):
         if carry is not None:
             np.multiply(h[t], carry[t], out=h_prev[t])
             np.multiply(c[t], carry[t], out=c_prev[t])
-        np.matmul(h_prev[t], Wh, out=recurrent)
-        gates[t] += recurrent
+        add_hidden_product_(h_prev[t], Wh_t, recurrent_t, out=gates[t])
         activate(gates[t], c_prev[t], c[t + 1], tanh_c[t], h[t + 1])
     cache = LSTMCache(x=x, h_prev=h_prev, c_prev=c_prev, gates=gates, tanh_c=tanh_c, carry=carry,
                       workspace=work)
@@ -225,8 +228,7 @@ def backpropagate_steps(dh, cache: LSTMCache, Wh, step_back_, num_gates: int = N
     da = work.array("da", (T, B, num_gates * H), dtype)  # gradient of the pre-activations
     dh_t = work.array("dh_t", (B, H), dtype)
     # A contiguous copy of Wh.T: OpenBLAS multiplies by it faster than by the transposed view.
-    Wh_t = work.array("Wh_t", Wh.T.shape, dtype)
-    np.copyto(Wh_t, Wh.T)
+    Wh_t = transpose_(Wh, work.array("Wh_t", Wh.T.shape, dtype))
     dh_next = np.zeros((B, H), dtype)  # flows from step t + 1 into h_t
     dc_next = np.zeros((B, H), dtype)  # flows from step t + 1 into c_t
     for t in reversed(range(T)):
@@ -296,13 +298,12 @@ class LSTMStepper(SumStepper):
 
     def __init__(self, Wx, Wh, b, embedding=None):
         super().__init__(Wx, Wh, b, embedding)
-        for array in (self.weight, self.table):
-            if array is not None:
-                halve_sigmoid_columns(array, out=array, num_gates=self.num_gates)
+        self.weight.T[: -self.hidden_size] *= 0.5  # its sigmoid columns, stored as rows
 
     def _allocate(self, batch_size: int) -> None:
         super()._allocate(batch_size)
-        self.c = np.empty((batch_size, self.hidden_size), self.weight.dtype)
+        # Transposed like the base class's arrays, so that elementwise work reads in order.
+        self.c = np.empty((self.hidden_size, batch_size), self.weight.dtype).T  # (B, H)
         self.tanh_c = np.empty_like(self.c)
         self.sigmoid_columns = self.a[:, : -self.hidden_size]  # i, f, o: all but g
 

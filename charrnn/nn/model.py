@@ -307,9 +307,11 @@ class Stepper:
         self.layers = [model.cell.stepper(*model.layer_weights(layer),
                                           embedding if layer == 0 else None)
                        for layer in range(model.config.num_layers)]
-        self.output_weight = model.params["output.weight"]  # (H, V)
+        # (H, V) and the logits (B, V) transposed, as a layer stepper's arrays are (see
+        # ``layers.SumStepper``).
+        self.output_weight = np.ascontiguousarray(model.params["output.weight"].T).T
         self.output_bias = model.params["output.bias"]  # (V,)
-        self.logits = np.empty((0, self.output_bias.size), self.output_bias.dtype)  # (B, V)
+        self.logits = np.empty((self.output_bias.size, 0), self.output_bias.dtype).T
         self.reset(batch_size)
 
     def reset(self, batch_size: int) -> None:
@@ -338,7 +340,7 @@ class Stepper:
     def _fit_logits(self) -> None:
         batch_size = len(self.layers[0].h)
         if len(self.logits) != batch_size:
-            self.logits = np.empty((batch_size, self.output_bias.size), self.output_bias.dtype)
+            self.logits = np.empty((self.output_bias.size, batch_size), self.output_bias.dtype).T
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         """Feed one token to every row: tokens (B,) -> logits (B, V), an array of the
@@ -346,6 +348,6 @@ class Stepper:
         x = tokens
         for layer in self.layers:
             x = layer.step(x)
-        matmul_rows_(x, self.output_weight, self.logits)
+        matmul_rows_(x.T, self.output_weight.T, self.logits.T, transposed=True)
         self.logits += self.output_bias
         return self.logits
