@@ -1,0 +1,221 @@
+"""charrnn against PyTorch with charrnn's own recipe: the held-out loss each reaches in a budget.
+
+For a budget of S seconds, charrnn trains as ``charrnn train TEXT --max-time S``
+would: with the recipe of an S-second run (``settings.recipe``: width, batch,
+window, learning rate, dropout; the cosine schedule, clipping). The recipe is
+then read back from charrnn's checkpoint, and PyTorch (``nn.Embedding`` ->
+``nn.LSTM`` -> ``nn.Linear``, ``torch.optim.Adam``, ``clip_grad_norm_``, both
+LSTM biases trained) trains the same model with it, from the weights charrnn
+started from: the same windows of the same streams in the same order, the
+state carried from window to window and reset at every epoch and at <START>,
+the learning rate of charrnn's schedule over PyTorch's own steps. Both are
+scored by charrnn's ``score_tokens`` on the end of the text that ``charrnn
+train`` holds out (the last 5%).
+
+Budgets are counted in steps, not seconds: the machine is shared, and a
+wall-clock budget would measure the other users' load as much as either
+side. Both sides' speeds at the recipe's step are measured first, in one run,
+taking turns (``train_speed.py``'s steps, each side on every core, as a user
+runs it); each side then trains for the steps it makes in S seconds at its
+speed, S x chars/s / (B x T). Those runs give the same losses however busy
+the machine is, so they run ``--jobs`` at a time, each on one core.
+
+    PYTHONPATH=. python benchmarks/same_recipe.py --text tinyshakespeare.txt \\
+        --text austen.txt --seconds 120 --seconds 300 --seeds 1,2,3 --out-dir /tmp/same
+
+Run it from a virtual environment that has PyTorch (never a charrnn
+dependency); ``--rates FILE`` reuses the speeds of an earlier run
+(``rates.json`` in its ``--out-dir``). On a machine busy with other work, the
+speeds measured would be those of the load; measure them alone under
+``chrt -f 10`` (``--measure-only``), which gives the measurement the cores as on
+a quiet machine, then train with ``--rates`` at normal priority.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import click
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from charrnn.cli.train import flag
+from charrnn.data.corpus import Corpus, load_corpus
+from charrnn.data.windows import Windows, fit_window
+from charrnn.nn.model import Model, init_params
+from charrnn.nn.optim import Adam
+from charrnn.nn.scoring import score_tokens
+from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.training.schedules import Progress, learning_rate
+from charrnn.training.settings import available_cores, recipe
+from charrnn.training.state import saved_settings
+
+ROUNDS = 3  # of the speed measurement, each side timed once a round
+
+
+# -- steps in a budget ---------------------------------------------------------------
+
+def recipe_options(seconds: float) -> list[str]:
+    """``charrnn train`` options that give a run limited by steps the recipe of a
+    ``seconds`` run."""
+    return [option for name, value in asdict(recipe(None, None, seconds)).items()
+            for option in (flag(name), str(value))]
+
+
+def measure_rates(seconds: float, min_seconds: float) -> dict[str, float]:
+    """Both sides' chars/s at the step of a ``seconds`` run's recipe: medians of ROUNDS
+    rounds, the sides taking turns, warm-up steps left out."""
+    from train_speed import Setup, charrnn_step, time_steps, torch_step
+
+    chosen = recipe(None, None, seconds)
+    setup = Setup("recipe", chosen.hidden_size, chosen.batch_size, chosen.seq_length)
+    charrnn_run, workers = charrnn_step(setup, available_cores())
+    torch_run = torch_step(setup)
+    speeds: dict[str, list[float]] = {"charrnn": [], "pytorch": []}
+    try:
+        for _ in range(ROUNDS):
+            for name, run_step in (("charrnn", charrnn_run), ("pytorch", torch_run)):
+                times = time_steps(run_step, 8, min_seconds)
+                speeds[name].append(setup.chars_per_step / statistics.median(times))
+    finally:
+        workers.close()
+    click.echo(f"chars/s at {seconds:g} s's step, by round: {json.dumps(speeds)}", err=True)
+    return {name: statistics.median(values) for name, values in speeds.items()}
+
+
+def budget_steps(seconds: float, chars_per_sec: float) -> int:
+    chosen = recipe(None, None, seconds)
+    return round(seconds * chars_per_sec / (chosen.batch_size * chosen.seq_length))
+
+
+# -- one seed: charrnn, then PyTorch with the recipe from its checkpoint ----------------
+
+def train_charrnn(text: str, seconds: float, steps: int, seed: int, checkpoint: Path) -> None:
+    """``charrnn train`` for ``steps`` steps with the recipe of a ``seconds`` run, on one
+    core, validating only at the end."""
+    command = [sys.executable, "-m", "charrnn", "train", text, "--out", str(checkpoint),
+               "--seed", str(seed), "--max-steps", str(steps), "--eval-every", str(steps),
+               "--threads", "1", *recipe_options(seconds)]
+    subprocess.run(command, check=True, capture_output=True,
+                   env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+
+
+def train_torch(checkpoint_path: Path, text: str, steps: int) -> tuple[Model, Model, Corpus]:
+    """PyTorch trained for ``steps`` steps with the recipe and the initial weights of the
+    charrnn run saved in ``checkpoint_path``; returns that model as charrnn's, the charrnn
+    run's model, and the corpus both trained on."""
+    import torch
+    from vs_pytorch import TorchRun
+
+    torch.set_num_threads(1)
+    checkpoint = load_checkpoint(checkpoint_path)
+    settings = replace(saved_settings(checkpoint), max_steps=steps, max_epochs=None,
+                       max_time=None)
+    if settings.dropout:
+        raise click.ClickException("the PyTorch side has no dropout after the top layer; "
+                                   "compare recipes without dropout")
+    corpus = load_corpus(text, records=settings.records, delimiter=settings.delimiter,
+                         val_fraction=settings.val_fraction, vocab=checkpoint.vocab)
+    config = checkpoint.model.config
+    params = init_params(config, np.random.default_rng(settings.seed))  # as new_trainer does
+    batch_size, longest = fit_window(len(corpus.train_tokens), settings.batch_size,
+                                     settings.seq_length)
+    windows = Windows(corpus.train_tokens, batch_size, longest)
+    run = TorchRun(params, config, settings, batch_size, Adam(params, settings.lr), stock=True)
+    epoch, offset = 0, 0
+    for step in range(steps):
+        if offset + longest > windows.stream_length:  # as Trainer._next_epoch
+            epoch, offset = epoch + 1, 0
+            run.state = run.zero_state
+        inputs, targets = windows.span(offset, longest)
+        epochs = epoch + offset / windows.stream_length
+        run.step(inputs, targets, learning_rate(settings, Progress(step, epochs, 0.0)))
+        offset += longest
+    return Model(config, run.model.charrnn_params()), checkpoint.model, corpus
+
+
+def one_seed(text: str, seconds: float, seed: int, steps: dict[str, int],
+             out_dir: Path) -> dict:
+    threadpool_limits(1, "blas")
+    checkpoint = out_dir / f"{Path(text).stem}-{seconds:g}s-seed{seed}.npz"
+    train_charrnn(text, seconds, steps["charrnn"], seed, checkpoint)
+    torch_model, charrnn_model, corpus = train_torch(checkpoint, text, steps["pytorch"])
+    models = {"charrnn": charrnn_model, "pytorch": torch_model}
+    return {"text": Path(text).name, "seconds": seconds, "seed": seed, "steps": steps,
+            "held_out": {name: round(score_tokens(model, corpus.val_tokens).nats_per_char, 4)
+                         for name, model in models.items()}}
+
+
+# -- the table ----------------------------------------------------------------------------
+
+def print_table(rows: list[dict]) -> None:
+    click.echo(f"\n{'text':<22} {'budget':>7} {'seeds':>5} {'charrnn steps':>13} "
+               f"{'torch steps':>11} {'charrnn':>8} {'pytorch':>8} {'charrnn - pytorch':>18}")
+    for key in dict.fromkeys((row["text"], row["seconds"]) for row in rows):
+        runs = [row for row in rows if (row["text"], row["seconds"]) == key]
+        mean = {name: statistics.mean(row["held_out"][name] for row in runs)
+                for name in ("charrnn", "pytorch")}
+        click.echo(f"{key[0]:<22} {key[1]:>6g}s {len(runs):>5} "
+                   f"{runs[0]['steps']['charrnn']:>13,} {runs[0]['steps']['pytorch']:>11,} "
+                   f"{mean['charrnn']:>8.4f} {mean['pytorch']:>8.4f} "
+                   f"{mean['charrnn'] - mean['pytorch']:>+18.4f}")
+
+
+@click.command(help=__doc__.split("\n\n")[0])
+@click.option("--text", "texts", multiple=True, required=True, help="A text (repeatable).")
+@click.option("--seconds", "budgets", multiple=True, type=float, default=[120.0],
+              show_default=True, help="A time budget (repeatable).")
+@click.option("--seeds", default="1,2,3", show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where the checkpoints, rates.json and results.jsonl go.")
+@click.option("--rates", "rates_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The chars/s of an earlier run's rates.json instead of measuring them.")
+@click.option("--measure-seconds", default=5.0, show_default=True,
+              help="Timed seconds of each side in each round of the speed measurement.")
+@click.option("--measure-only", is_flag=True,
+              help="Only measure the speeds (to run under chrt -f on a busy machine).")
+@click.option("--jobs", default=available_cores(), show_default=True,
+              type=click.IntRange(min=1), help="Training runs at a time, one core each.")
+def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_only, jobs):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if rates_file is not None:
+        rates = json.loads(rates_file.read_text())
+    else:  # one measurement per step shape: the budgets' recipes may share one
+        rates = {}
+        for seconds in budgets:
+            chosen = recipe(None, None, seconds)
+            shape = f"{chosen.hidden_size}x{chosen.batch_size}x{chosen.seq_length}"
+            if shape not in rates:
+                rates[shape] = measure_rates(seconds, measure_seconds)
+        (out_dir / "rates.json").write_text(json.dumps(rates, indent=1))
+    if measure_only:
+        return
+    work = []
+    for seconds in budgets:
+        chosen = recipe(None, None, seconds)
+        shape_rates = rates[f"{chosen.hidden_size}x{chosen.batch_size}x{chosen.seq_length}"]
+        steps = {name: budget_steps(seconds, rate) for name, rate in shape_rates.items()}
+        work += [(text, seconds, int(seed), steps) for text in texts for seed in seeds.split(",")]
+    rows = []
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \
+            open(out_dir / "results.jsonl", "a") as results:
+        futures = [pool.submit(one_seed, *args, out_dir) for args in work]
+        for future in futures:
+            rows.append(future.result())
+            line = json.dumps(rows[-1])
+            click.echo(line)
+            results.write(line + "\n")
+            results.flush()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
