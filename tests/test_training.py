@@ -21,8 +21,8 @@ from charrnn.generation.sampling import generate
 from charrnn.nn.scoring import score_tokens
 from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.schedules import Progress, learning_rate, window_length
-from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, STANDARD, TIME_BUDGET_DEFAULTS, Recipe,
-                                       TrainSettings)
+from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, REFERENCE_TEXT_CHARS, STANDARD,
+                                       TIME_BUDGET_DEFAULTS, Recipe, TrainSettings)
 from charrnn.training.state import saved_settings
 from charrnn.training.trainer import TrainingDiverged, resume_trainer
 
@@ -273,6 +273,37 @@ def test_a_run_by_the_clock_gets_the_recipe_of_the_shortest_budget_that_holds_it
         for max_time in (start + 0.5, seconds if math.isfinite(seconds) else start * 10):
             assert recipe_of(TrainSettings(max_time=max_time)) == as_set(recipe), max_time
     assert len({as_set(recipe) for _, recipe in TIME_BUDGET_DEFAULTS}) > 1
+
+
+def test_on_tinyshakespeare_the_text_changes_no_recipe():
+    for seconds in (60, 200, 201, 500, 501, 1200, 1201, 5000):
+        assert (recipe_of(TrainSettings(max_time=seconds, text_chars=REFERENCE_TEXT_CHARS))
+                == recipe_of(TrainSettings(max_time=seconds))), seconds
+
+
+@pytest.mark.parametrize("max_time, text_chars, dropout", [
+    (120, REFERENCE_TEXT_CHARS // 10, 0.2),  # read as often as tinyshakespeare in 1,200 s
+    (120, REFERENCE_TEXT_CHARS // 2, 0.0),   # ... in 240 s
+    (600, REFERENCE_TEXT_CHARS * 4, 0.0),    # ... in 150 s
+    (1000, REFERENCE_TEXT_CHARS // 100, 0.2),  # the standard width's strongest
+    (1800, REFERENCE_TEXT_CHARS * 100, 0.35),  # the wide recipe, whatever the text
+    (1800, REFERENCE_TEXT_CHARS // 100, 0.35),
+])
+def test_a_run_by_the_clock_takes_the_dropout_of_the_epochs_its_text_allows(max_time, text_chars,
+                                                                          dropout):
+    settings = TrainSettings(max_time=max_time, text_chars=text_chars)
+    assert settings.dropout == dropout
+    plain = TrainSettings(max_time=max_time)  # the rest follows the steps, not the text
+    assert (settings.lr, settings.batch_size, settings.seq_length) == (
+        plain.lr, plain.batch_size, plain.seq_length)
+
+
+def test_the_texts_length_is_not_a_setting_and_the_dropout_it_chose_is_kept():
+    settings = TrainSettings(max_time=120, text_chars=REFERENCE_TEXT_CHARS // 10)
+    assert "text_chars" not in asdict(settings)
+    assert replace(settings, lr=1e-3).dropout == 0.2
+    stored = json.loads(json.dumps({"settings": asdict(settings)}))
+    assert saved_settings(SimpleNamespace(training=stored)) == settings
 
 
 @pytest.mark.parametrize("limits", [{}, {"max_steps": 10}, {"max_epochs": 1},

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import reprlib
-from dataclasses import dataclass, fields, replace
+from dataclasses import InitVar, dataclass, fields, replace
 from typing import get_args, get_type_hints
 
 from charrnn.errors import CharrnnError
@@ -45,6 +45,8 @@ TIME_BUDGET_DEFAULTS = (
     (1200, replace(STANDARD, dropout=0.2)),
     (math.inf, Recipe(lr=2e-3, dropout=0.35, hidden_size=512, batch_size=64, seq_length=100)),
 )
+# The training text those budgets were measured on: tinyshakespeare less its held-out 5%.
+REFERENCE_TEXT_CHARS = 1_059_712
 STOP_LIMITS = ("max_steps", "max_epochs", "max_time")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 # Settings that decide which windows the training text is cut into.
@@ -103,7 +105,8 @@ class TrainSettings:
 
     With no stop limit at all, ``max_epochs`` becomes DEFAULT_MAX_EPOCHS; with no
     ``threads``, they are the cores this process may run on; with no ``lr``, ``dropout``,
-    ``batch_size`` or ``seq_length``, those of the ``recipe`` for the limits.
+    ``batch_size`` or ``seq_length``, those of the ``recipe`` for the limits and, when
+    ``text_chars`` (the training text's length, not itself a setting) is given, the text.
     """
 
     seq_length: int | None = None  # None: the recipe's for the run's limits (see recipe)
@@ -127,14 +130,16 @@ class TrainSettings:
     records: bool = False
     delimiter: str = "\n"
     threads: int | None = None  # workers that share each step (see parallel.py)
+    text_chars: InitVar[int | None] = None
 
-    def __post_init__(self):
+    def __post_init__(self, text_chars: int | None):
         if self.threads is None:
             object.__setattr__(self, "threads", available_cores())
         self._check_types_and_ranges()
+        fitted = recipe(self.max_steps, self.max_epochs, self.max_time, text_chars)
         for name in ("lr", "dropout", "batch_size", "seq_length"):
             if getattr(self, name) is None:
-                object.__setattr__(self, name, getattr(self.recipe, name))
+                object.__setattr__(self, name, getattr(fitted, name))
         if all(getattr(self, name) is None for name in STOP_LIMITS):
             object.__setattr__(self, "max_epochs", DEFAULT_MAX_EPOCHS)
         if self.keep_last is not None and self.save_every is None:
@@ -146,8 +151,9 @@ class TrainSettings:
     def _check_types_and_ranges(self) -> None:
         """Each setting of its declared type, numbers finite and within their ``bounds``, a
         delimiter for records."""
-        for name, kind in get_type_hints(TrainSettings).items():
-            value = getattr(self, name)
+        hints = get_type_hints(TrainSettings)
+        for name in (setting.name for setting in fields(TrainSettings)):
+            value, kind = getattr(self, name), hints[name]
             if not _of_type(value, kind):
                 raise CharrnnError(f"the setting {name} is {reprlib.repr(value)}, not of type "
                                    f"{kind.__name__ if isinstance(kind, type) else kind}")
@@ -185,12 +191,31 @@ class TrainSettings:
         return start, end
 
 
-def recipe(max_steps: int | None, max_epochs: float | None, max_time: float | None) -> Recipe:
+def recipe(max_steps: int | None, max_epochs: float | None, max_time: float | None,
+           text_chars: int | None = None) -> Recipe:
     """The defaults of a run with these limits: by TIME_BUDGET_DEFAULTS for a run limited by
-    time alone, else STANDARD."""
-    if max_steps is None and max_epochs is None and max_time is not None:
-        return next(chosen for seconds, chosen in TIME_BUDGET_DEFAULTS if max_time <= seconds)
-    return STANDARD
+    time alone, else STANDARD.
+
+    Given the length of the training text, a run limited by time alone takes the dropout of
+    the budget that would read tinyshakespeare as many times (from the recipes of its own
+    width): dropout is there against over-fitting, which follows the epochs, and a text ten
+    times shorter is read ten times as often in the same time. Its other settings follow
+    the number of steps, which the text does not change.
+    """
+    if max_steps is not None or max_epochs is not None or max_time is None:
+        return STANDARD
+    chosen = budget_recipe(max_time, TIME_BUDGET_DEFAULTS)
+    if not text_chars:
+        return chosen
+    same_width = tuple((seconds, other) for seconds, other in TIME_BUDGET_DEFAULTS
+                       if other.hidden_size == chosen.hidden_size)
+    same_epochs = max_time * REFERENCE_TEXT_CHARS / text_chars
+    return replace(chosen, dropout=budget_recipe(same_epochs, same_width).dropout)
+
+
+def budget_recipe(seconds: float, budgets: tuple[tuple[float, Recipe], ...]) -> Recipe:
+    """The recipe of the shortest of ``budgets`` that holds ``seconds``, else of the longest."""
+    return next((chosen for limit, chosen in budgets if seconds <= limit), budgets[-1][1])
 
 
 def available_cores() -> int:
