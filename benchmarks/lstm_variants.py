@@ -109,11 +109,18 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, action="append",
                         help="a text to train on (repeat for several); tinyshakespeare if none")
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
+    parser.add_argument("--step-times", help="each cell's step time in ms, as an earlier run "
+                        "measured it (lstm=633,lstm-peephole=703,lstm-cifg=429), not measured "
+                        "again: to add seeds to that run")
     args = parser.parse_args()
     corpora = args.corpus or [CORPUS]
     seeds = [int(seed) for seed in args.seeds.split(",")]
 
-    times = step_seconds(list(CELLS), args.seconds)
+    if args.step_times:
+        times = {cell: float(ms) / 1000 for cell, ms in
+                 (pair.split("=") for pair in args.step_times.split(","))}
+    else:
+        times = step_seconds(list(CELLS), args.seconds)
     chosen = recipe(None, None, args.seconds)
     speeds = {cell: chosen.batch_size * chosen.seq_length / time for cell, time in times.items()}
     budgets = {cell: round(args.lstm_steps * times["lstm"] / times[cell]) for cell in CELLS}
