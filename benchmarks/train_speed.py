@@ -9,9 +9,11 @@ says how much of the step is spent outside matrix products.
     PYTHONPATH=. python benchmarks/train_speed.py
     PYTHONPATH=. python benchmarks/train_speed.py --torch   # side by side with PyTorch
 
-A step is what ``charrnn train`` runs: ``--threads`` workers (default: the
-cores available, as for training) share it, and ``--threads 1`` times the
-single-thread step (OpenBLAS still on every core). ``--torch`` runs the same
+A step is what ``charrnn train`` runs: the batch cut into ``--shards``
+shards (default: training's), which ``--threads`` workers (default: the
+cores available, as for training, at most one per shard) share, each with
+OpenBLAS on one thread; ``--threads 1`` times one process computing every
+shard in turn. ``--torch`` runs the same
 configurations with torch.nn.LSTM on the CPU, on every core available. Each
 configuration is timed in ``--rounds`` rounds (two warm-up steps left out of
 each), charrnn and PyTorch taking turns, so that both sides see the same
@@ -39,7 +41,7 @@ from charrnn.data.windows import Windows
 from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.nn.optim import Adam, clip_scale
 from charrnn.training.parallel import Workers
-from charrnn.training.settings import available_cores
+from charrnn.training.settings import DEFAULT_SHARDS, available_cores
 
 VOCAB_SIZE = 67  # 65 characters, <START> and <END>
 EMBEDDING_SIZE = 64
@@ -135,13 +137,14 @@ def time_steps(run_step, min_steps: int, min_seconds: float) -> list[float]:
     return times
 
 
-def charrnn_step(setup: Setup, threads: int) -> tuple[Callable[[int], None], Workers]:
+def charrnn_step(setup: Setup, threads: int,
+                 shards: int) -> tuple[Callable[[int], None], Workers]:
     """The step of ``charrnn train`` (loss and gradients, their norm, a clipped Adam update)
     as run_step(index), and the workers it runs on (close them when done)."""
     config = ModelConfig(VOCAB_SIZE, EMBEDDING_SIZE, setup.hidden_size, setup.num_layers)
     model = Model(config, init_params(config, np.random.default_rng(0)))
     optimizer = Adam(model.params, 2e-3)
-    workers = Workers(model, optimizer, threads)
+    workers = Workers(model, optimizer, min(threads, shards), shards)
     windows = Windows(random_tokens(setup, 8), setup.batch_size, setup.seq_length)
     state = model.zero_state(setup.batch_size)
 
@@ -223,10 +226,12 @@ def chars_per_sec(setup: Setup, times: list[float]) -> float:
 @click.option("--only", default="abcd", show_default=True, help="Which configurations to run.")
 @click.option("--threads", type=click.IntRange(min=1), default=available_cores(),
               show_default="the cores available",
-              help="Worker threads of the charrnn step.")
+              help="Worker processes of the charrnn step.")
+@click.option("--shards", type=click.IntRange(min=1), default=DEFAULT_SHARDS, show_default=True,
+              help="Shards of each batch, as charrnn train's --shards.")
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Timing rounds per configuration; with --torch, the two sides take turns.")
-def main(with_torch, min_steps, min_seconds, only, threads, rounds):
+def main(with_torch, min_steps, min_seconds, only, threads, shards, rounds):
     """Print training throughput as JSON lines and a short table."""
     # Only look for PyTorch here: importing it now could slow the charrnn runs.
     if with_torch and importlib.util.find_spec("torch") is None:
@@ -236,10 +241,11 @@ def main(with_torch, min_steps, min_seconds, only, threads, rounds):
     warn_about_blas_environment()
     click.echo(f"BLAS: {blas_description()}", err=True)
     setups = [setup for setup in SETUPS if setup.name in only]
-    # Every configuration's workers are forked before PyTorch starts its threads.
-    charrnn_steps = [charrnn_step(setup, threads) for setup in setups]
+    # Every configuration's workers start before PyTorch starts its threads.
+    charrnn_steps = [charrnn_step(setup, threads, shards) for setup in setups]
     try:
-        rows = [measure(setup, run_step, threads, with_torch, rounds, min_steps, min_seconds)
+        rows = [measure(setup, run_step, min(threads, shards), with_torch, rounds, min_steps,
+                        min_seconds)
                 for setup, (run_step, _) in zip(setups, charrnn_steps)]
     finally:
         for _, workers in charrnn_steps:

@@ -66,10 +66,12 @@ def test_train_sample_eval_round_trip(tmp_path, tiny_text_file):
 
 
 def test_train_says_how_many_threads_share_the_steps(tmp_path, tiny_text_file):
-    """At most one per row of the batch (SMALL has 4)."""
-    result = run("train", tiny_text_file, "--out", tmp_path / "m.npz", "--max-steps", 1,
-                 "--threads", 9, *SMALL)
-    assert result.exit_code == 0 and "; 4 threads\n" in result.stderr, result.output
+    """At most one per shard, and a shard per row of the batch at most (SMALL has 4)."""
+    for threads, shards, said in [(1, 2, "; 1 thread\n"), (3, 2, "; 2 threads\n"),
+                                  (3, 3, "; 3 threads\n"), (9, 9, "; 4 threads\n")]:
+        result = run("train", tiny_text_file, "--out", tmp_path / "m.npz", "--max-steps", 1,
+                     "--threads", threads, "--shards", shards, *SMALL)
+        assert result.exit_code == 0 and said in result.stderr, result.output
 
 
 def test_train_reads_standard_input_and_resumes(tmp_path):

@@ -1,5 +1,5 @@
-"""Training steps on several worker threads: the same math as one thread, and the same bits
-every time for a given number of workers."""
+"""Training steps on several worker processes: the same math as one process, and the same bits
+for a given number of shards, whatever the number of workers."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ def workers_of():
     """Makes Workers and closes them after the test."""
     made = []
 
-    def make(model, num_workers, optimizer=None):
-        made.append(Workers(model, optimizer or Adam(model.params, 1e-2), num_workers))
+    def make(model, num_workers, optimizer=None, num_shards=None):
+        made.append(Workers(model, optimizer or Adam(model.params, 1e-2), num_workers,
+                            num_shards or num_workers))
         return made[-1]
 
     yield make
@@ -57,11 +58,11 @@ def test_split_covers_the_range_evenly():
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
-@pytest.mark.parametrize("num_workers", [2, 3])
+@pytest.mark.parametrize("num_workers, num_shards", [(1, 3), (2, 2), (3, 3)])
 def test_workers_compute_the_loss_and_gradients_of_one_thread(rng, workers_of, cell,
-                                                              num_workers):
+                                                              num_workers, num_shards):
     """The loss is the mean over every scored target of the batch (not a mean of the
-    workers' means), and the gradients are those of that loss."""
+    shards' means), and the gradients are those of that loss."""
     model = small_model(rng, cell)
     inputs, targets = batch_with_resets(rng)
     state = random_state(rng, model, inputs.shape[1])
@@ -69,7 +70,7 @@ def test_workers_compute_the_loss_and_gradients_of_one_thread(rng, workers_of, c
     expected_loss, expected_grads, expected_state = alone.loss_and_gradients(
         inputs, targets, state)
 
-    workers = workers_of(model, num_workers)
+    workers = workers_of(model, num_workers, num_shards=num_shards)
     loss, grads, new_state = workers.loss_and_gradients(inputs, targets, state)
 
     assert loss == pytest.approx(expected_loss, rel=1e-6)
@@ -114,11 +115,12 @@ def test_a_grad_scale_is_the_same_as_scaled_gradients(rng):
         np.testing.assert_allclose(param, scaled_params[name], rtol=1e-12, err_msg=name)
 
 
-def train_steps(rng_seed: int, num_workers: int, dropout: float, steps: int = 4) -> dict:
+def train_steps(rng_seed: int, num_workers: int, num_shards: int, dropout: float,
+                steps: int = 4) -> dict:
     """A few steps of training with dropout from a fresh model; the final weights."""
     rng = np.random.default_rng(rng_seed)
     model = small_model(rng)
-    workers = Workers(model, Adam(model.params, 1e-2), num_workers)
+    workers = Workers(model, Adam(model.params, 1e-2), num_workers, num_shards)
     state = model.zero_state(7)
     try:
         for _ in range(steps):
@@ -131,24 +133,38 @@ def train_steps(rng_seed: int, num_workers: int, dropout: float, steps: int = 4)
 
 
 @pytest.mark.parametrize("num_workers", [1, 2, 3])
-def test_a_seed_and_a_number_of_workers_give_the_same_bits(num_workers):
-    first, second = train_steps(5, num_workers, 0.3), train_steps(5, num_workers, 0.3)
-    for name, param in first.items():
-        np.testing.assert_array_equal(param, second[name], err_msg=name)
+def test_a_seed_and_a_number_of_shards_give_the_same_bits_whatever_the_workers(num_workers):
+    """Three shards of 7 rows (2, 2 and 3 rows), computed by one, two or three workers."""
+    expected = train_steps(5, 1, 3, 0.3)
+    weights = train_steps(5, num_workers, 3, 0.3)
+    for name, param in weights.items():
+        np.testing.assert_array_equal(param, expected[name], err_msg=name)
 
 
-def test_dropout_masks_differ_between_workers_and_steps(rng, workers_of):
-    """Each worker draws its own masks: with identical rows, the rows come out different."""
+def test_another_number_of_shards_rounds_differently():
+    three, two = train_steps(5, 2, 3, 0.0), train_steps(5, 2, 2, 0.0)
+    assert any(not np.array_equal(param, two[name]) for name, param in three.items())
+
+
+def test_dropout_masks_differ_between_shards_and_steps(rng, workers_of):
+    """Each shard draws its own masks: with identical rows, the rows come out different."""
     model = small_model(rng)
     inputs, targets = rng.integers(2, 11, (9, 1)), rng.integers(2, 11, (9, 1))
     inputs, targets = np.repeat(inputs, 2, axis=1), np.repeat(targets, 2, axis=1)
-    workers = workers_of(model, 2)
+    workers = workers_of(model, 1, num_shards=2)
     state = model.zero_state(2)
     plain, _, _ = workers.loss_and_gradients(inputs, targets, state)
     first, _, [_, (top_h, _)] = workers.loss_and_gradients(inputs, targets, state, 0.5, rng)
     again, _, _ = workers.loss_and_gradients(inputs, targets, state, 0.5, rng)
     assert first != again and first != plain
     assert not np.array_equal(top_h[0], top_h[1])  # the top layer saw different masks
+
+
+def test_a_batch_needs_a_row_for_each_shard(rng, workers_of):
+    model = small_model(rng)
+    workers = workers_of(model, 1, num_shards=3)
+    with pytest.raises(ValueError, match="2 rows has too few for 3 shards"):
+        workers.loss_and_gradients(*batch_with_resets(rng, B=2), model.zero_state(2))
 
 
 def test_workers_handle_floating_point_errors_as_the_caller_asks(rng, workers_of):
@@ -177,7 +193,7 @@ def test_a_worker_process_that_ends_is_a_clear_error(rng, workers_of):
 
 def test_closing_ends_the_worker_processes(rng):
     model = small_model(rng)
-    workers = Workers(model, Adam(model.params, 1e-2), 3)
+    workers = Workers(model, Adam(model.params, 1e-2), 3, 3)
     processes = [child for child in multiprocessing.active_children()
                  if child.name.startswith("charrnn-worker-")]
     assert len(processes) == 2

@@ -91,8 +91,8 @@ def tiny_text_reader(checkpoint):
     return read_corpus
 
 
-@pytest.mark.parametrize("cell, threads", [("lstm", 1), ("lstm", 2), ("lstm-peephole", 1),
-                                           ("lstm-cifg", 1)])
+@pytest.mark.parametrize("cell, threads, resumed_threads", [
+    ("lstm", 1, 2), ("lstm", 2, 1), ("lstm-peephole", 1, 1), ("lstm-cifg", 1, 1)])
 @pytest.mark.parametrize("extra, interrupted", [
     # a run of 12 steps, resumed with --max-steps 24: the same only at a constant rate
     ({"lr_schedule": "constant"}, False),
@@ -100,19 +100,23 @@ def tiny_text_reader(checkpoint):
     ({"seq_length_schedule": "4:16", "dropout": 0.1, "lr_schedule": "cosine"}, True),
 ])
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interrupted, cell,
-                                                         threads):
-    common = dict(seq_length=16, batch_size=3, eval_every=4, threads=threads, cell=cell, **extra)
-    straight = make_trainer(TINY_TEXT, tmp_path / "straight.npz", max_steps=24, **common)
+                                                         threads, resumed_threads):
+    """Also on a machine with another number of workers: the shards are the checkpoint's."""
+    common = dict(seq_length=16, batch_size=3, eval_every=4, shards=3, cell=cell, **extra)
+    straight = make_trainer(TINY_TEXT, tmp_path / "straight.npz", max_steps=24, threads=threads,
+                            **common)
     straight.run()
 
-    first_half = make_trainer(TINY_TEXT, tmp_path / "resumed.npz",
+    first_half = make_trainer(TINY_TEXT, tmp_path / "resumed.npz", threads=threads,
                               max_steps=24 if interrupted else 12, **common)
     first_half.run(stop_requested=lambda: interrupted and first_half.position.step == 12)
     checkpoint = load_checkpoint(tmp_path / "resumed.npz")
 
-    second_half = resume_trainer(checkpoint, tiny_text_reader(checkpoint),
-                                 tmp_path / "resumed.npz", {"max_steps": 24})
+    second_half = resume_trainer(checkpoint, tiny_text_reader(checkpoint), tmp_path /
+                                 "resumed.npz", {"max_steps": 24, "threads": resumed_threads})
     assert second_half.position.step == 12
+    assert second_half.workers.num_workers == resumed_threads
+    assert second_half.workers.num_shards == 3
     second_half.run()
 
     assert second_half.position == straight.position
@@ -125,23 +129,33 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, extra, interr
     assert [entry["step"] for entry in second_half.history] == evaluated
 
 
-def test_a_seed_and_a_thread_count_give_the_same_weights(tmp_path):
-    def trained(threads: int, name: str) -> dict:
+def test_the_weights_depend_on_the_shards_not_on_the_workers(tmp_path):
+    def trained(threads: int, shards: int, name: str) -> dict:
         trainer = make_trainer(TINY_TEXT, tmp_path / name, max_steps=6, dropout=0.2,
-                               threads=threads)
-        assert trainer.workers.num_workers == threads
+                               threads=threads, shards=shards)
+        assert (trainer.workers.num_workers, trainer.workers.num_shards) == (threads, shards)
         trainer.run()
         return trainer.model.params
 
-    first, again, one_thread = trained(2, "a.npz"), trained(2, "b.npz"), trained(1, "c.npz")
-    for name, param in first.items():
-        np.testing.assert_array_equal(param, again[name], err_msg=name)
-    assert any(not np.array_equal(param, one_thread[name]) for name, param in first.items())
+    one_worker, two_workers = trained(1, 2, "a.npz"), trained(2, 2, "b.npz")
+    for name, param in one_worker.items():
+        np.testing.assert_array_equal(param, two_workers[name], err_msg=name)
+    one_shard = trained(1, 1, "c.npz")
+    assert any(not np.array_equal(param, one_shard[name]) for name, param in one_worker.items())
+
+
+def test_a_checkpoint_from_before_shards_keeps_cutting_its_batches_by_its_threads(tmp_path):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", max_steps=2, threads=1)
+    trainer.run()
+    checkpoint = load_checkpoint(tmp_path / "x.npz")
+    del checkpoint.training["settings"]["shards"]
+    resumed = resume_trainer(checkpoint, tiny_text_reader(checkpoint), tmp_path / "x.npz")
+    assert resumed.settings.shards == 1 and resumed.workers.num_shards == 1
 
 
 def test_threads_default_to_the_cores_and_resume_keeps_them_up_to_the_cores(tmp_path, monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
-    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", max_steps=2, batch_size=2)
+    trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", max_steps=2, batch_size=2, shards=4)
     assert trainer.settings.threads == 3 and trainer.workers.num_workers == 2  # one row each
     trainer.run()
     checkpoint = load_checkpoint(tmp_path / "x.npz")

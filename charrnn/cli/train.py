@@ -23,8 +23,9 @@ from charrnn.nn.cells import CELLS
 from charrnn.nn.model import ModelConfig
 from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.fine_tune import fine_tuned_config, new_characters
-from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, LR_SCHEDULES, STANDARD,
-                                       TIME_BUDGET_DEFAULTS, SettingNeeded, TrainSettings, bounds)
+from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, DEFAULT_SHARDS, LR_SCHEDULES,
+                                       STANDARD, TIME_BUDGET_DEFAULTS, SettingNeeded,
+                                       TrainSettings, bounds)
 from charrnn.training.state import saved_settings
 from charrnn.training.trainer import (ArchitectureChanged, check_architecture, new_trainer,
                                       resume_trainer)
@@ -177,10 +178,14 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--seed", type=setting_type("seed"), default=DEFAULTS.seed,
               help="Seed for the initial weights and dropout.")
 @click.option("--threads", type=setting_type("threads"), default=None,
-              help="Workers (processes) that share each step, one core each; 1 computes it "
-                   "in one process. A seed and a thread count always give the same weights "
+              help="Workers (processes) that share each step, one core each, at most one "
+                   "per shard; 1 computes it in one process. The weights do not depend on it "
                    "[default: the cores available; on --resume, the checkpoint's, at most "
                    "the cores available].")
+@click.option("--shards", type=setting_type("shards"), default=None,
+              help="Cut each batch into this many shards, computed by the workers; a seed "
+                   "and a shard count give the same weights whatever the workers [default: "
+                   f"{DEFAULT_SHARDS}; on --resume, the checkpoint's].")
 @click.option("--max-steps", type=setting_type("max_steps"), default=None,
               help="Stop after this many updates in all (counting resumed ones).")
 @click.option("--max-epochs", type=setting_type("max_epochs"), default=None,

@@ -151,6 +151,9 @@ def saved_settings(checkpoint: Checkpoint) -> TrainSettings:
     saved = (checkpoint.training or {}).get("settings", {})
     if not isinstance(saved, dict):
         raise _damaged("settings")
+    if "shards" not in saved and "threads" in saved:
+        # Saved before shards were a setting: the run cut its batches by its workers.
+        saved = {**saved, "shards": saved["threads"]}
     try:
         return TrainSettings(**saved)
     except TypeError:

@@ -108,8 +108,9 @@ class Trainer:
 
     ``loss_and_gradients(inputs, targets, state, dropout, rng)`` computes one
     window's mean loss, gradients and final state; it is that of the ``workers``
-    (``settings.threads`` of them, at most one per row of the batch), which also
-    take the gradients' norm and make the update.
+    (``settings.threads`` of them, at most one per shard), which also take the
+    gradients' norm and make the update. The batch is cut into ``settings.shards``
+    shards (at most one per row), whatever the number of workers.
     """
 
     def __init__(self, model: Model, corpus: Corpus, out: Path, state: TrainingState,
@@ -144,7 +145,9 @@ class Trainer:
         self.plateau = state.plateau
         self.elapsed_before = state.elapsed  # seconds in earlier runs
         self.counters = RunCounters(settings.lr)
-        self.workers = Workers(model, self.optimizer, min(settings.threads, batch_size))
+        num_shards = min(settings.shards, batch_size)
+        self.workers = Workers(model, self.optimizer, min(settings.threads, num_shards),
+                               num_shards)
         self.loss_and_gradients = self.workers.loss_and_gradients
 
     # -- where training stands -------------------------------------------------
@@ -369,7 +372,7 @@ def resume_trainer(checkpoint: Checkpoint, read_corpus: Callable[[TrainSettings]
     cores = available_cores()
     if "threads" not in (overrides or {}) and settings.threads > cores:
         # A checkpoint may come from a bigger machine, or a stranger: never more
-        # workers than cores unless asked (the weights then round differently).
+        # workers than cores unless asked (the weights are the same either way).
         notify(f"the run used {settings.threads} workers; resuming with {cores}, the cores "
                f"available")
         settings = replace(settings, threads=cores)
