@@ -16,6 +16,12 @@ REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"
 
 TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 8
+SHM = Path("/dev/shm")  # where Linux lists shared memory
+
+
+def blocks_of(pid: int) -> list[Path]:
+    """The shared memory blocks that training workers of process ``pid`` use (Linux)."""
+    return sorted(SHM.glob(f"charrnn_{pid}_*"))
 
 
 def make_trainer(text: str, out: Path, *, hidden_size: int = 16, embedding_size: int = 8,

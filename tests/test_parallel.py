@@ -1,9 +1,11 @@
-"""Training steps on several worker processes: the same math as one process, and the same bits
-for a given number of shards, whatever the number of workers."""
+"""Training steps on several worker processes: the same math as one process, the same bits
+for a given number of shards whatever the number of workers and however they start, and no
+shared memory left behind."""
 
 from __future__ import annotations
 
 import multiprocessing
+from multiprocessing import shared_memory
 
 import numpy as np
 import pytest
@@ -14,15 +16,17 @@ from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.nn.optim import Adam, global_norm
 from charrnn.training.parallel import Workers, WorkerStopped, split
 
+START_METHODS = multiprocessing.get_all_start_methods()  # every one this platform offers
+
 
 @pytest.fixture
 def workers_of():
     """Makes Workers and closes them after the test."""
     made = []
 
-    def make(model, num_workers, optimizer=None, num_shards=None):
+    def make(model, num_workers, optimizer=None, num_shards=None, method=None):
         made.append(Workers(model, optimizer or Adam(model.params, 1e-2), num_workers,
-                            num_shards or num_workers))
+                            num_shards or num_workers, method))
         return made[-1]
 
     yield make
@@ -116,11 +120,11 @@ def test_a_grad_scale_is_the_same_as_scaled_gradients(rng):
 
 
 def train_steps(rng_seed: int, num_workers: int, num_shards: int, dropout: float,
-                steps: int = 4) -> dict:
+                steps: int = 4, method: str | None = None) -> dict:
     """A few steps of training with dropout from a fresh model; the final weights."""
     rng = np.random.default_rng(rng_seed)
     model = small_model(rng)
-    workers = Workers(model, Adam(model.params, 1e-2), num_workers, num_shards)
+    workers = Workers(model, Adam(model.params, 1e-2), num_workers, num_shards, method)
     state = model.zero_state(7)
     try:
         for _ in range(steps):
@@ -137,6 +141,14 @@ def test_a_seed_and_a_number_of_shards_give_the_same_bits_whatever_the_workers(n
     """Three shards of 7 rows (2, 2 and 3 rows), computed by one, two or three workers."""
     expected = train_steps(5, 1, 3, 0.3)
     weights = train_steps(5, num_workers, 3, 0.3)
+    for name, param in weights.items():
+        np.testing.assert_array_equal(param, expected[name], err_msg=name)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_every_start_method_gives_the_same_bits(method):
+    expected = train_steps(5, 1, 3, 0.3)
+    weights = train_steps(5, 2, 3, 0.3, method=method)
     for name, param in weights.items():
         np.testing.assert_array_equal(param, expected[name], err_msg=name)
 
@@ -177,25 +189,73 @@ def test_workers_handle_floating_point_errors_as_the_caller_asks(rng, workers_of
         workers.update_(grads, 1e-2)
 
 
-def test_a_worker_process_that_ends_is_a_clear_error(rng, workers_of):
+def block_exists(name: str) -> bool:
+    """Whether the shared memory block ``name`` is still there to attach to."""
+    try:
+        shared_memory.SharedMemory(name).close()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def worker_processes() -> list:
+    return [child for child in multiprocessing.active_children()
+            if child.name.startswith("charrnn-worker-")]
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_worker_process_that_ends_is_a_clear_error(rng, method):
     model = small_model(rng)
     inputs, targets = batch_with_resets(rng)
-    workers = workers_of(model, 2)
-    [process] = [child for child in multiprocessing.active_children()
-                 if child.name == "charrnn-worker-1"]
+    workers = Workers(model, Adam(model.params, 1e-2), 2, 2, method)
+    block = workers._memory.block.name
+    [process] = worker_processes()
     process.kill()
     process.join()
     with pytest.raises(WorkerStopped, match="worker process 1 ended unexpectedly"):
         workers.loss_and_gradients(inputs, targets, model.zero_state(7))
     with pytest.raises(WorkerStopped, match="closed"):
         workers.loss_and_gradients(inputs, targets, model.zero_state(7))
+    assert not block_exists(block)
 
 
-def test_closing_ends_the_worker_processes(rng):
+@pytest.mark.parametrize("method", START_METHODS)
+def test_an_error_in_a_worker_is_raised_here(rng, workers_of, method):
+    """The worker goes on; closing the workers then frees their memory."""
     model = small_model(rng)
-    workers = Workers(model, Adam(model.params, 1e-2), 3, 3)
-    processes = [child for child in multiprocessing.active_children()
-                 if child.name.startswith("charrnn-worker-")]
-    assert len(processes) == 2
+    inputs, targets = batch_with_resets(rng)
+    workers = workers_of(model, 2, method=method)
+    bad = inputs.copy()
+    bad[0, -1] = 99  # no such character: in the second shard, the worker process's
+    with pytest.raises(IndexError):
+        workers.loss_and_gradients(bad, targets, model.zero_state(7))
+    loss, _, _ = workers.loss_and_gradients(inputs, targets, model.zero_state(7))
+    assert np.isfinite(loss)
+    block = workers._memory.block.name
     workers.close()
-    assert not any(process.is_alive() for process in processes)
+    assert not block_exists(block)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_closing_ends_the_worker_processes_and_frees_their_memory(rng, method):
+    """The model and the optimizer keep their values, in arrays of their own."""
+    model = small_model(rng)
+    optimizer = Adam(model.params, 1e-2)
+    before = {name: param.copy() for name, param in model.params.items()}
+    workers = Workers(model, optimizer, 3, 3, method)
+    assert len(worker_processes()) == 2
+    block = workers._memory.block.name
+    assert block_exists(block)
+    workers.close()
+    assert not worker_processes() and not block_exists(block)
+    for name, param in model.params.items():
+        np.testing.assert_array_equal(param, before[name])
+        assert param.flags.owndata and optimizer.second_moment[name].flags.owndata
+
+
+def test_workers_collected_free_their_memory(rng):
+    model = small_model(rng)
+    workers = Workers(model, Adam(model.params, 1e-2), 2, 2)
+    block = workers._memory.block.name
+    del workers
+    assert not worker_processes() and not block_exists(block)

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import TINY_TEXT, make_trainer
+from conftest import SHM, TINY_TEXT, blocks_of, make_trainer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -90,7 +90,7 @@ def modified(path) -> int | None:
     return path.stat().st_mtime_ns if path.exists() else None
 
 
-def wait_for(path, process, timeout=60, before=None):
+def wait_for(path, process, timeout=120, before=None):
     """Wait until ``process`` has written ``path`` (again, when it was modified at ``before``)."""
     deadline = time.monotonic() + timeout
     while modified(path) in (None, before):
@@ -99,10 +99,15 @@ def wait_for(path, process, timeout=60, before=None):
         time.sleep(0.05)
 
 
+POSIX_SIGNALS = pytest.mark.skipif(sys.platform == "win32",
+                                   reason="Windows delivers no signal to another process")
+
+
+@POSIX_SIGNALS
 @pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_training_after_saving(tmp_path, tiny_text_file, signal_number, status):
     out = tmp_path / "m.npz"
-    process = start_training(tiny_text_file, out)
+    process = start_training(tiny_text_file, out, "--threads", "2")
     wait_for(out, process)
     process.send_signal(signal_number)
     stdout, stderr = process.communicate(timeout=60)
@@ -110,8 +115,10 @@ def test_a_signal_stops_training_after_saving(tmp_path, tiny_text_file, signal_n
     assert "Traceback" not in stderr and stdout == ""
     step = load_checkpoint(out).training["position"]["step"]
     assert f"stopped at step {step}; saved {out}" in stderr
+    assert not blocks_of(process.pid)
 
 
+@POSIX_SIGNALS
 def test_ctrl_c_to_the_whole_job_still_finishes_the_step_with_worker_processes(
         tmp_path, tiny_text_file):
     """Ctrl-C in a terminal signals every process of the job, the worker processes too:
@@ -124,6 +131,23 @@ def test_ctrl_c_to_the_whole_job_still_finishes_the_step_with_worker_processes(
     assert process.returncode == 130, stderr
     step = load_checkpoint(out).training["position"]["step"]
     assert f"stopped at step {step}; saved {out}" in stderr and "Traceback" not in stderr
+    assert not blocks_of(process.pid)
+
+
+@pytest.mark.skipif(not SHM.is_dir(), reason="lists shared memory in /dev/shm (Linux)")
+def test_a_run_killed_outright_leaves_no_shared_memory(tmp_path, tiny_text_file):
+    """The workers end when the killed process's pipes close, and Python's resource tracker
+    then unlinks the block."""
+    out = tmp_path / "m.npz"
+    process = start_training(tiny_text_file, out, "--threads", "2")
+    wait_for(out, process)
+    assert blocks_of(process.pid)
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while blocks_of(process.pid):
+        assert time.monotonic() < deadline, blocks_of(process.pid)
+        time.sleep(0.1)
 
 
 @pytest.mark.slow
