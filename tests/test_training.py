@@ -153,8 +153,13 @@ def test_a_checkpoint_from_before_shards_keeps_cutting_its_batches_by_its_thread
     assert resumed.settings.shards == 1 and resumed.workers.num_shards == 1
 
 
+def machine_with_cores(monkeypatch, cores: int) -> None:
+    for module in ("charrnn.training.settings", "charrnn.training.trainer"):
+        monkeypatch.setattr(f"{module}.available_cores", lambda: cores)
+
+
 def test_threads_default_to_the_cores_and_resume_keeps_them_up_to_the_cores(tmp_path, monkeypatch):
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    machine_with_cores(monkeypatch, 3)
     trainer = make_trainer(TINY_TEXT, tmp_path / "x.npz", max_steps=2, batch_size=2, shards=4)
     assert trainer.settings.threads == 3 and trainer.workers.num_workers == 2  # one row each
     trainer.run()
@@ -166,7 +171,7 @@ def test_threads_default_to_the_cores_and_resume_keeps_them_up_to_the_cores(tmp_
                           {"threads": 1}).workers.num_workers == 1
     # On a machine with fewer cores (or from a stranger's checkpoint): never more
     # workers than cores, unless asked.
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    machine_with_cores(monkeypatch, 1)
     notes = []
     assert resume_trainer(checkpoint, read_corpus, tmp_path / "x.npz",
                           notify=notes.append).settings.threads == 1

@@ -14,7 +14,7 @@ import click
 
 from charrnn import __version__
 from charrnn.cli import checkpoints, evaluate, sample, show, train
-from charrnn.cli.output import quiet_broken_pipe
+from charrnn.cli.output import quiet_broken_pipe, replace_what_stdout_cannot_show
 from charrnn.data.sources import InvalidBytes
 from charrnn.errors import CharrnnError
 from charrnn.training.trainer import StepTooLarge, TrainingDiverged
@@ -103,4 +103,5 @@ for command in (train.train, sample.sample, evaluate.evaluate, checkpoints.info,
 
 
 def main() -> None:
+    replace_what_stdout_cannot_show()
     cli()

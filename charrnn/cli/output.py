@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import sys
@@ -88,6 +89,35 @@ class StdoutText:
             with writing_output():
                 self.stream.write(text.encode("utf-8", "surrogatepass"))
                 self.stream.flush()
+
+
+class ConsoleReplacements:
+    """An encoding error handler for standard output: "?" for each character its encoding
+    lacks (a Windows console in cp1252, say), and one note on stderr the first time."""
+
+    NAME = "charrnn-console"
+
+    def __init__(self, encoding: str):
+        self.encoding, self.noted = encoding, False
+
+    def __call__(self, error: UnicodeError) -> tuple[str, int]:
+        if not isinstance(error, UnicodeEncodeError):
+            raise error
+        if not self.noted:
+            self.noted = True
+            click.echo(f"note: this console's encoding ({self.encoding}) cannot show some "
+                       "characters; they are shown as ? (PYTHONIOENCODING=utf-8 shows them)",
+                       err=True)
+        return "?" * (error.end - error.start), error.end
+
+
+def replace_what_stdout_cannot_show() -> None:
+    """Have standard output's text layer (the tables of info, eval and show) use
+    ``ConsoleReplacements`` rather than fail part-way; generated text is written as UTF-8
+    whatever the encoding (``StdoutText``)."""
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        codecs.register_error(ConsoleReplacements.NAME, ConsoleReplacements(sys.stdout.encoding))
+        sys.stdout.reconfigure(errors=ConsoleReplacements.NAME)
 
 
 def print_line(text: str) -> None:

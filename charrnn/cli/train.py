@@ -76,10 +76,12 @@ def default_checkpoint_path(source: str) -> Path:
 
 
 class StopOnSignal:
-    """While active, the first SIGINT or SIGTERM asks training to stop after the current step;
-    a second one interrupts at once (checkpoints are written atomically, so none is damaged)."""
+    """While active, the first SIGINT or SIGTERM (or Windows' Ctrl-Break, SIGBREAK) asks
+    training to stop after the current step; a second one interrupts at once (checkpoints
+    are written atomically, so none is damaged)."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK")
+                    if hasattr(signal, name))
 
     def __init__(self):
         self.received: int | None = None

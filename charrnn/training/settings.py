@@ -228,9 +228,13 @@ def budget_recipe(seconds: float, budgets: tuple[tuple[float, Recipe], ...]) -> 
 
 
 def available_cores() -> int:
-    """The cores this process may run on (all of the machine's where that is not known)."""
+    """The cores this process may run on (all of the machine's where that is not known):
+    Python 3.13's os.process_cpu_count, else the affinity mask where the platform has one
+    (Linux), else os.cpu_count."""
+    if hasattr(os, "process_cpu_count"):
+        return os.process_cpu_count() or 1
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0)) or 1
     return os.cpu_count() or 1
 
 
