@@ -117,12 +117,13 @@ def test_the_readme_quick_start_sample_is_what_the_command_prints():
     assert result.exit_code == 0 and result.stdout == printed + "\n"
 
 
-def test_the_readme_set_up_commands_are_what_ci_runs():
+@pytest.mark.parametrize("ci, step", [(".ci/run", ""), (".github/workflows/ci.yml", "- run: ")])
+def test_the_readme_set_up_commands_are_what_ci_runs(ci, step):
     readme = (REPO / "README.md").read_text()
     set_up = readme.split("## Set up")[1].split("```")[1].strip().splitlines()
-    ci = (REPO / ".ci" / "run").read_text().splitlines()
-    ran = [ci[index + 1].strip() for index, line in enumerate(ci)
-           if line.startswith("# README, set-up command")]
+    lines = (REPO / ci).read_text().splitlines()
+    ran = [lines[index + 1].strip().removeprefix(step) for index, line in enumerate(lines)
+           if line.strip().startswith("# README, set-up command")]
     assert set_up == ran and len(ran) == 2
 
 
