@@ -20,8 +20,9 @@ from charrnn.errors import CharrnnError
 DEFAULT_MAX_EPOCHS = 5  # how long to train when no stop limit is given
 # The shards each batch is cut into (see parallel.py): the weights depend on this count, never
 # on the number of workers. Two let two cores share a step at no cost; one worker computing
-# both, on one core, was measured 5 to 6% slower than computing the batch whole (and four
-# shards 17 to 28% slower), so more would cost every run on a small machine.
+# both, on one core, takes 8 to 15% more CPU time than the batch whole at the default step,
+# and four 47% more (benchmarks/RESULTS.md, Shards and workers), so more would cost every
+# run on a small machine.
 DEFAULT_SHARDS = 2
 
 
