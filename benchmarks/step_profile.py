@@ -1,8 +1,9 @@
 """Where one worker's training step goes: its parts, and its matrix products by shape.
 
-``charrnn train`` splits a step's batch between its workers (``parallel.py``):
-each runs the forward and backward pass on B / workers rows with OpenBLAS on
-one thread, then updates its part of the parameters. This times that share
+``charrnn train`` cuts a step's batch into shards, which its workers compute
+(``parallel.py``): with a shard per worker (2 and 2 by default), each runs
+the forward and backward pass on B / workers rows with OpenBLAS on one
+thread, then updates its part of the parameters. This times that share
 of a step at a given size in one process, by parts (each layer's forward
 and backward pass, the output layer with the softmax and the loss, the Adam
 update of 1 / workers of the parameters) and, within them, every matrix
