@@ -55,7 +55,7 @@ from charrnn.nn.optim import Adam
 from charrnn.nn.scoring import score_tokens
 from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.schedules import Progress, learning_rate
-from charrnn.training.settings import available_cores, recipe
+from charrnn.training.settings import DEFAULT_SHARDS, available_cores, recipe
 from charrnn.training.state import saved_settings
 
 ROUNDS = 3  # of the speed measurement, each side timed once a round
@@ -77,7 +77,7 @@ def measure_rates(seconds: float, min_seconds: float) -> dict[str, float]:
 
     chosen = recipe(None, None, seconds)
     setup = Setup("recipe", chosen.hidden_size, chosen.batch_size, chosen.seq_length)
-    charrnn_run, workers = charrnn_step(setup, available_cores())
+    charrnn_run, workers = charrnn_step(setup, available_cores(), DEFAULT_SHARDS)
     torch_run = torch_step(setup)
     speeds: dict[str, list[float]] = {"charrnn": [], "pytorch": []}
     try:
