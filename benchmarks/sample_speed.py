@@ -42,7 +42,7 @@ import click
 import numpy as np
 
 from charrnn.data.vocab import END_ID, Vocabulary
-from charrnn.generation.sampling import generate
+from charrnn.generation.sampling import Sampling, generate
 from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.saving.checkpoint import Checkpoint, save_checkpoint
 
@@ -59,7 +59,8 @@ def library_speed(model: Model, vocab: Vocabulary, num_samples: int, length: int
     """Characters drawn per second by ``generate``, all samples together."""
     start = time.perf_counter()
     drawn = sum(len(piece.text) for piece in generate(
-        model, vocab, seed=1, num_samples=num_samples, length=length))
+        model, vocab, Sampling(length=length, temperature=1.0), seed=1,
+        num_samples=num_samples))
     return drawn / (time.perf_counter() - start)
 
 

@@ -6,6 +6,22 @@ class CharrnnError(Exception):
     """A problem the user can fix: bad input, a bad checkpoint, an impossible request."""
 
 
+class SettingsConflict(CharrnnError):
+    """Settings that cannot be given together, or one given without another it needs (the
+    command line reports it as a usage error)."""
+
+
+class CharrnnWarning(UserWarning):
+    """A note for the caller: something skipped or changed that did not stop the work (the
+    command line prints it as "note: ..." on stderr)."""
+
+
+def option_name(setting: str) -> str:
+    """The command-line option of a setting, as messages name it: ``--hidden-size`` for
+    ``hidden_size`` (the API takes each setting by the option's name with underscores)."""
+    return "--" + setting.replace("_", "-")
+
+
 def counted(number: int, noun: str) -> str:
     """A count for a message: "1 character", "2,000 characters"."""
     return f"{number:,} {noun}{'' if number == 1 else 's'}"

@@ -10,7 +10,7 @@ import pytest
 
 from charrnn.data.vocab import END_ID, Vocabulary
 from charrnn.generation.beam import _search, beam_search
-from charrnn.generation.sampling import generate, log_softmax, primed_start
+from charrnn.generation.sampling import Sampling, generate, log_softmax, primed_start
 from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.saving.checkpoint import load_checkpoint
 
@@ -41,7 +41,8 @@ def test_width_one_is_greedy_decoding(models, which, prime):
     model, vocab = models[which]
     assert set(prime) <= set(vocab.chars)
     beam = beam_search(model, vocab, width=1, length=40, prime=prime)
-    greedy = list(generate(model, vocab, seed=0, temperature=0, length=40, prime=prime))
+    greedy = list(generate(model, vocab, Sampling(length=40, temperature=0), seed=0,
+                           prime=prime))
     assert vocab.decode(beam.tokens) == "".join(piece.text for piece in greedy)
     assert beam.ended == (greedy[-1].stop_reason == "end")
 

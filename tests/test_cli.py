@@ -255,7 +255,7 @@ def test_an_unforeseen_os_error_names_its_file(tiny_checkpoint, tiny_text_file, 
     def fail(*args, **kwargs):
         raise OSError(5, "Input/output error", "/mnt/x.bin")
 
-    monkeypatch.setattr(eval_command, "load_checkpoint", fail)
+    monkeypatch.setattr(eval_command, "load", fail)
     result = run("eval", tiny_checkpoint, tiny_text_file)
     assert result.exit_code == 1
     assert result.stderr == "charrnn: error: /mnt/x.bin: Input/output error\n"
@@ -266,7 +266,7 @@ def test_running_out_of_memory_is_one_line(tiny_checkpoint, tiny_text_file, monk
         raise MemoryError("Unable to allocate 7.63 GiB for an array with shape (1000000, 1, "
                           "2048) and data type float32")
 
-    monkeypatch.setattr(eval_command, "load_checkpoint", fail)
+    monkeypatch.setattr(eval_command, "load", fail)
     result = run("eval", tiny_checkpoint, tiny_text_file)
     assert result.exit_code == 1
     assert result.stderr.startswith("charrnn: error: out of memory (Unable to allocate 7.63 GiB")

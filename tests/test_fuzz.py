@@ -345,7 +345,7 @@ def test_a_long_or_broken_message_is_still_one_line(monkeypatch, tmp_path):
     def refuse(path):
         raise CharrnnError("first line\nsecond line " + "x" * 5000)
 
-    monkeypatch.setattr(charrnn.cli.sample, "load_checkpoint", refuse)
+    monkeypatch.setattr(charrnn.cli.sample, "load", refuse)
     result = CliRunner().invoke(cli, ["sample", str(tmp_path / "m.npz")])
     assert result.exit_code == 1
     expected = ("first line second line " + "x" * 5000)[:1000] + "..."

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charrnn.data import cache
-from charrnn.generation.sampling import generate
+from charrnn.generation.sampling import Sampling, generate
 from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.settings import SettingNeeded, TrainSettings, resumed_settings
 from charrnn.training.trainer import TrainingDiverged, resume_trainer
@@ -67,7 +67,8 @@ def test_any_text_trains_saves_loads_and_samples(tmp_path_factory, text, records
     assert loaded.vocab.chars == tuple(sorted(set(text)))  # delimiters too, for records
     for name, param in trainer.model.params.items():
         np.testing.assert_array_equal(loaded.model.params[name], param)
-    pieces = list(generate(loaded.model, loaded.vocab, seed=0, length=20, prime=text[:5]))
+    pieces = list(generate(loaded.model, loaded.vocab, Sampling(length=20), seed=0,
+                           prime=text[:5]))
     assert pieces[-1].done and len("".join(piece.text for piece in pieces)) <= 20
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,9 @@ def draw(logits: np.ndarray, uniforms: np.ndarray, temperature: float = 1.0,
         logits, np.minimum(uniforms, LARGEST_UNIFORM), seen)
 
 
+ONE_AT_80 = Sampling(length=80, temperature=1.0)
+
+
 def texts(pieces, num_samples):
     out = [""] * num_samples
     for piece in pieces:
@@ -30,22 +35,24 @@ def texts(pieces, num_samples):
 
 def test_same_seed_same_text_other_seed_other_text(tiny_checkpoint):
     loaded = load_checkpoint(tiny_checkpoint)
-    run = lambda seed: texts(generate(loaded.model, loaded.vocab, seed=seed, length=200), 1)
+    run = lambda seed: texts(generate(loaded.model, loaded.vocab, Sampling(length=200, temperature=1.0),
+                                      seed=seed), 1)
     assert run(7) == run(7)
     assert run(7) != run(8)
 
 
 def test_batched_samples_match_samples_drawn_alone(tiny_checkpoint):
     loaded = load_checkpoint(tiny_checkpoint)
-    together = texts(generate(loaded.model, loaded.vocab, seed=3, num_samples=4, length=80), 4)
-    first = texts(generate(loaded.model, loaded.vocab, seed=3, num_samples=1, length=80), 1)
+    together = texts(generate(loaded.model, loaded.vocab, ONE_AT_80, seed=3, num_samples=4), 4)
+    first = texts(generate(loaded.model, loaded.vocab, ONE_AT_80, seed=3, num_samples=1), 1)
     assert together[0] == first[0]
     assert len(set(together)) > 1
 
 
 def test_length_limits_each_sample(tiny_checkpoint):
     loaded = load_checkpoint(tiny_checkpoint)
-    pieces = list(generate(loaded.model, loaded.vocab, seed=1, num_samples=3, length=5))
+    pieces = list(generate(loaded.model, loaded.vocab, Sampling(length=5), seed=1,
+                           num_samples=3))
     for sample, text in enumerate(texts(pieces, 3)):
         ends = [p for p in pieces if p.index == sample and p.done]
         assert len(ends) == 1
@@ -100,8 +107,9 @@ def test_top_k_and_top_p_never_draw_excluded_tokens():
 
 def test_stop_strings_end_a_sample_and_are_kept(tiny_checkpoint):
     loaded = load_checkpoint(tiny_checkpoint)
-    pieces = list(generate(loaded.model, loaded.vocab, seed=2, num_samples=3, length=300,
-                           temperature=0.5, stop=("at",)))
+    pieces = list(generate(loaded.model, loaded.vocab,
+                           Sampling(length=300, temperature=0.5, stop=("at",)), seed=2,
+                           num_samples=3))
     for sample, text in enumerate(texts(pieces, 3)):
         end = [p for p in pieces if p.index == sample and p.done][0]
         if end.stop_reason == "stop":
@@ -113,7 +121,8 @@ def test_log_prob_is_the_models_probability_of_the_sample(tiny_checkpoint):
     from charrnn.generation.sampling import log_softmax, primed_start
 
     loaded = load_checkpoint(tiny_checkpoint)
-    pieces = list(generate(loaded.model, loaded.vocab, seed=5, length=30, temperature=1.5))
+    pieces = list(generate(loaded.model, loaded.vocab, Sampling(length=30, temperature=1.5),
+                           seed=5))
     tokens, _ = loaded.vocab.encode("".join(p.text for p in pieces))
     ended = pieces[-1].stop_reason == "end"
     stepper, logits = primed_start(loaded.model, loaded.vocab, "")
@@ -143,7 +152,7 @@ def repeat_rate(text: str, n: int = 20) -> float:
 def test_repetition_penalty_breaks_the_loop_of_greedy_decoding():
     loaded = load_checkpoint(pretrained_model())
     run = lambda sampling: "".join(p.text for p in generate(
-        loaded.model, loaded.vocab, seed=0, length=600, temperature=0, sampling=sampling))
+        loaded.model, loaded.vocab, replace(sampling, length=600, temperature=0), seed=0))
     looping = run(Sampling())
     assert repeat_rate(looping) > 0.7  # "That thou art the state of the state of the state ..."
     windowed = repeat_rate(run(Sampling(repetition_penalty=1.3)))
@@ -190,23 +199,24 @@ def test_min_p_draws_exactly_the_characters_above_the_floor():
 
 def test_each_temperature_of_a_list_draws_as_it_would_alone(tiny_checkpoint):
     loaded = load_checkpoint(tiny_checkpoint)
-    listed = texts(generate(loaded.model, loaded.vocab, seed=4, num_samples=2, length=60,
-                            temperature=(0.0, 1.5)), 4)
-    alone = texts(generate(loaded.model, loaded.vocab, seed=4, num_samples=2, length=60,
-                           temperature=1.5), 2)
-    greedy = texts(generate(loaded.model, loaded.vocab, seed=4, length=60, temperature=0), 1)
+    listed = texts(generate(loaded.model, loaded.vocab,
+                            Sampling(length=60, temperature=(0.0, 1.5)), seed=4, num_samples=2), 4)
+    alone = texts(generate(loaded.model, loaded.vocab, Sampling(length=60, temperature=1.5),
+                           seed=4, num_samples=2), 2)
+    greedy = texts(generate(loaded.model, loaded.vocab, Sampling(length=60, temperature=0),
+                           seed=4), 1)
     assert listed[2:] == alone and listed[:2] == greedy * 2
     assert alone[0] != alone[1] != greedy[0]
 
 
 def test_a_seed_reproduces_samples_with_every_option(tiny_checkpoint):
     loaded = load_checkpoint(tiny_checkpoint)
-    sampling = Sampling(top_k=8, top_p=0.95, min_p=0.02, repetition_penalty=1.4,
-                        repetition_window=10)
-    run = lambda seed: texts(generate(loaded.model, loaded.vocab, seed=seed, num_samples=3,
-                                      length=80, temperature=(0.7, 1.2), sampling=sampling,
-                                      prime="the"), 6)
+    plain_sampling = Sampling(length=80, temperature=(0.7, 1.2))
+    sampling = replace(plain_sampling, top_k=8, top_p=0.95, min_p=0.02, repetition_penalty=1.4,
+                       repetition_window=10)
+    run = lambda seed: texts(generate(loaded.model, loaded.vocab, sampling, seed=seed,
+                                      num_samples=3, prime="the"), 6)
     assert run(3) == run(3) and run(3) != run(4)
-    plain = texts(generate(loaded.model, loaded.vocab, seed=3, num_samples=3, length=80,
-                           temperature=(0.7, 1.2), prime="the"), 6)
+    plain = texts(generate(loaded.model, loaded.vocab, plain_sampling, seed=3, num_samples=3,
+                           prime="the"), 6)
     assert run(3) != plain

@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner
 from conftest import TINY_TEXT, make_trainer
 
-import charrnn.cli.train
 from charrnn.cli import cli
 from charrnn.data.corpus import build_corpus
 from charrnn.data.vocab import START_ID, Vocabulary
 from charrnn.errors import CharrnnError
-from charrnn.generation.sampling import generate
+from charrnn.generation.sampling import Sampling, generate
 from charrnn.nn.scoring import score_tokens
 from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.training.run import start_run
 from charrnn.training.schedules import Progress, learning_rate, window_length
 from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, REFERENCE_TEXT_CHARS, STANDARD,
                                        TIME_BUDGET_DEFAULTS, Recipe, TrainSettings)
@@ -32,8 +32,8 @@ def test_hello_is_learned_as_a_record_and_ends_by_itself(tmp_path):
                            lr=1e-2, max_steps=100, lr_schedule="constant")
     assert trainer.corpus.vocab == Vocabulary(("e", "h", "l", "o"))
     trainer.run()
-    pieces = list(generate(trainer.model, trainer.corpus.vocab, seed=0, temperature=0,
-                           length=20))
+    pieces = list(generate(trainer.model, trainer.corpus.vocab,
+                           Sampling(length=20, temperature=0), seed=0))
     assert "".join(piece.text for piece in pieces) == "hello"
     assert pieces[-1].done and pieces[-1].stop_reason == "end"
 
@@ -343,20 +343,15 @@ def test_given_values_win_over_any_recipe(limits, given):
     assert recipe_of(settings) == as_set(chosen)
 
 
-@pytest.mark.parametrize("options, hidden_size", [
-    (["--max-time", "1800"], 512), (["--max-time", "900"], 256), (["--max-time", "300"], 256),
-    (["--max-steps", "10"], 256), (["--max-time", "1800", "--hidden-size", "64"], 64),
+@pytest.mark.parametrize("settings, hidden_size", [
+    ({"max_time": 1800}, 512), ({"max_time": 900}, 256), ({"max_time": 300}, 256),
+    ({"max_steps": 10}, 256), ({"max_time": 1800, "hidden_size": 64}, 64),
 ])
-def test_the_width_of_a_new_model_follows_the_time_budget(monkeypatch, tmp_path, tiny_text_file,
-                                                          options, hidden_size):
-    started = []  # the trainer, which is not run
-    train_command = charrnn.cli.train
-    monkeypatch.setattr(train_command, "run_until_stopped",
-                        lambda trainer, *rest: started.append(trainer))
-    result = CliRunner().invoke(cli, ["train", str(tiny_text_file), "--out",
-                                      str(tmp_path / "x.npz"), "--threads", "1", *options])
-    assert result.exit_code == 0, result.output
-    assert started[0].model.config.hidden_size == hidden_size
+def test_the_width_of_a_new_model_follows_the_time_budget(tmp_path, tiny_text_file, settings,
+                                                          hidden_size):
+    trainer = start_run([str(tiny_text_file)], str(tmp_path / "x.npz"),
+                        {"threads": 1, **settings}, notify=lambda note: None)
+    assert trainer.model.config.hidden_size == hidden_size
 
 
 def test_the_defaults_chosen_for_a_budget_are_saved_and_kept_on_resume(tmp_path,

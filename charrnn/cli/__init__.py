@@ -9,14 +9,16 @@ every package below it, and it is the only one that imports click and rich.
 from __future__ import annotations
 
 import sys
+import warnings
+from contextlib import contextmanager
 
 import click
 
-from charrnn import __version__
+from charrnn._version import __version__
 from charrnn.cli import checkpoints, evaluate, sample, show, train
 from charrnn.cli.output import quiet_broken_pipe, replace_what_stdout_cannot_show
 from charrnn.data.sources import InvalidBytes
-from charrnn.errors import CharrnnError
+from charrnn.errors import CharrnnError, CharrnnWarning, SettingsConflict
 from charrnn.training.trainer import StepTooLarge, TrainingDiverged
 
 # What the command line adds to a library error: the options that would help.
@@ -34,6 +36,22 @@ def error_line(message: str) -> None:
     if len(line) > MAX_ERROR_LENGTH:
         line = line[:MAX_ERROR_LENGTH] + "..."
     click.echo(f"charrnn: error: {line}", err=True)
+
+
+@contextmanager
+def notes_on_stderr():
+    """The library's ``CharrnnWarning``s, each printed as "note: ..." on stderr as it comes."""
+    def show(message, category, *rest, **options):
+        if issubclass(category, CharrnnWarning):
+            click.echo(f"note: {message}", err=True)
+        else:
+            original(message, category, *rest, **options)
+
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+        warnings.simplefilter("always", CharrnnWarning)
+        warnings.showwarning = show
+        yield
 
 
 class CharrnnGroup(click.Group):
@@ -54,6 +72,9 @@ class CharrnnGroup(click.Group):
             hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
             error_line(error.format_message() + hint)
             sys.exit(error.exit_code)
+        except SettingsConflict as error:  # options that do not go together: a usage error
+            error_line(str(error))
+            sys.exit(2)
         except click.ClickException as error:
             error_line(error.format_message())
             sys.exit(error.exit_code)
@@ -72,7 +93,8 @@ class CharrnnGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with notes_on_stderr():
+                return super().invoke(ctx)
         except BrokenPipeError:  # the reader went away (`... | head`): that is fine
             quiet_broken_pipe()
             return 0

@@ -8,10 +8,9 @@ import math
 
 import click
 
+from charrnn.api import EXPORT_FORMATS, load
 from charrnn.cli.display import plot_curves, printable_char
 from charrnn.cli.output import print_line, stdout_console
-from charrnn.saving.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.saving.export import for_sampling
 
 
 @click.command()
@@ -23,7 +22,7 @@ def info(checkpoint, as_json):
 
     from charrnn.inspection.summary import loss_curves, summary
 
-    loaded = load_checkpoint(checkpoint)
+    loaded = load(checkpoint).checkpoint
     details = summary(loaded)
     if as_json:
         print_line(json.dumps(details))
@@ -68,12 +67,16 @@ def info(checkpoint, as_json):
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--format", "file_format", type=click.Choice(EXPORT_FORMATS), default=None,
+              help="npz: a charrnn checkpoint; safetensors: the weights as PyTorch's "
+                   "nn.Embedding, nn.LSTM (GRU, RNN) and nn.Linear name and lay them out, "
+                   "the vocabulary in the metadata  [default: by OUT's suffix]")
 @click.option("--float16", is_flag=True,
               help="Store the weights at half precision: half the size again (widened to "
                    "float32 when loaded; samples and scores change only in the last digits).")
-def export(checkpoint, out, float16):
+def export(checkpoint, out, file_format, float16):
     """Write a copy of a checkpoint for sampling only: without the optimizer state, a third
-    of the size, no longer resumable."""
-    save_checkpoint(out, for_sampling(load_checkpoint(checkpoint),
-                                      "float16" if float16 else None))
+    of the size, no longer resumable; or as weights PyTorch loads (--format safetensors,
+    see docs/python.md)."""
+    load(checkpoint).export(out, file_format, float16=float16)
     click.echo(f"wrote {out}", err=True)

@@ -9,11 +9,10 @@ import click
 
 from charrnn.cli.display import printable_char
 from charrnn.cli.output import encoding_option, errors_option, escape, print_line, stdout_console
+from charrnn.api import TextModel, load
 from charrnn.data.sources import read_text, source_name
 from charrnn.errors import CharrnnError, counted
-from charrnn.nn.scoring import breakdown, score_lines, score_text, split_lines
-from charrnn.saving.checkpoint import load_checkpoint
-from charrnn.training.state import saved_settings
+from charrnn.nn.scoring import breakdown, split_lines
 
 
 @click.command(name="eval")
@@ -40,13 +39,12 @@ def evaluate(checkpoint, file, encoding, errors, per_char, per_line, as_json):
     """
     if per_char and per_line:
         raise click.UsageError("--per-char and --per-line give different reports: choose one")
-    loaded = load_checkpoint(checkpoint)
+    handle = load(checkpoint)
     text = read_text(file, encoding, errors)
-    delimiter = saved_settings(loaded).record_delimiter
     if per_line:
-        print_line_scores(loaded, text, delimiter, as_json)
+        print_line_scores(handle, text, as_json)
         return
-    scored = score_text(loaded.model, loaded.vocab, text, delimiter, by_token=per_char)
+    scored = handle.score(text, by_character=per_char)
     score, num_chars, skipped = scored.score, scored.num_chars, scored.num_skipped
     if num_chars == 0:
         raise CharrnnError(f"{source_name(file)}: nothing to score (no characters the model knows)")
@@ -59,7 +57,7 @@ def evaluate(checkpoint, file, encoding, errors, per_char, per_line, as_json):
         "characters_scored": num_chars,
         "characters_skipped": skipped,
     }
-    by_class, by_token = breakdown(score, loaded.vocab) if per_char else ([], [])
+    by_class, by_token = breakdown(score, handle.vocab) if per_char else ([], [])
     if as_json:
         if per_char:
             result["by_class"] = [row_dict(row, "class") for row in by_class]
@@ -76,13 +74,13 @@ def evaluate(checkpoint, file, encoding, errors, per_char, per_line, as_json):
         print_breakdown(by_class, by_token, score)
 
 
-def print_line_scores(loaded, text: str, delimiter: str | None, as_json: bool) -> None:
-    """One line per line of ``text`` (record, with a ``delimiter``): its log-probability,
+def print_line_scores(handle: TextModel, text: str, as_json: bool) -> None:
+    """One line per line of ``text`` (record, for a records model): its log-probability,
     nats/char and text (escaped), tab-separated; or a JSON object."""
-    lines = split_lines(text, delimiter)
+    lines = split_lines(text, handle.record_delimiter)
     if not lines:
         raise CharrnnError("nothing to score (no lines)")
-    scores = score_lines(loaded.model, loaded.vocab, lines, delimiter)
+    scores = handle.score_lines(lines)
     for number, (line, score) in enumerate(zip(lines, scores), start=1):
         nats = None if math.isnan(score.nats_per_char) else score.nats_per_char
         if as_json:

@@ -10,15 +10,9 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 import click
-import numpy as np
 
 from charrnn.errors import CharrnnError
 from charrnn.generation.sampling import Piece
-
-
-def random_seed() -> int:
-    """A seed from the system's entropy, for a run given none (and named in its note)."""
-    return int(np.random.SeedSequence().entropy % (1 << 63))
 
 
 class FiniteFloatRange(click.FloatRange):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from charrnn.generation.training_samples import LABELS, TrainingSample
+from charrnn.generation.training_samples import LABELS, SamplesDrawn, TrainingSample
+from charrnn.training.run import Note
 from charrnn.training.trainer import TrainEvent
 
 BAR_TOTAL = 1000
@@ -26,7 +27,8 @@ def log_line(event: TrainEvent) -> str:
 
 
 class TrainingReporter:
-    """Receives the trainer's events; use as a context manager around the run."""
+    """Receives a run's events (``charrnn.train``'s ``on_event``); use as a context manager
+    around the run. ``interrupted``: whether the run said it stopped on request."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
@@ -35,6 +37,7 @@ class TrainingReporter:
         self.val_loss: float | None = None
         self.train_loss: float | None = None
         self.logged_step: int | None = None  # the step of the last log line
+        self.interrupted = False
 
     def __enter__(self) -> TrainingReporter:
         if self.console.is_terminal:
@@ -65,7 +68,17 @@ class TrainingReporter:
         self.console.print("\n".join([f"--- sample at step {step} ---", *lines]),
                            highlight=False, markup=False, emoji=False, soft_wrap=True)
 
-    def __call__(self, event: TrainEvent) -> None:
+    def __call__(self, event: TrainEvent | Note | SamplesDrawn) -> None:
+        if isinstance(event, Note):
+            self.interrupted |= event.kind == "interrupted"
+            self.console.print(f"note: {event.message}" if event.kind == "note" else event.message,
+                               highlight=False, markup=False, emoji=False, soft_wrap=True)
+        elif isinstance(event, SamplesDrawn):
+            self.show_samples(event.step, event.samples)
+        else:
+            self.show_progress(event)
+
+    def show_progress(self, event: TrainEvent) -> None:
         if event.val_loss is not None:
             self.val_loss = event.val_loss
         if event.train_loss is not None:

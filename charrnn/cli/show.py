@@ -13,23 +13,20 @@ import numpy as np
 from charrnn.cli.colours import SURPRISE, UNIT, Scale
 from charrnn.cli.display import printable_char
 from charrnn.cli.html_page import PageText, html_page
-from charrnn.cli.output import (StdoutText, encoding_option, errors_option, random_seed,
-                                stdout_console)
+from charrnn.api import SAMPLING, TextModel, load
+from charrnn.cli.output import StdoutText, encoding_option, errors_option, stdout_console
 from charrnn.data.corpus import text_tokens
 from charrnn.data.sources import read_text, source_name
 from charrnn.data.vocab import END_ID, NUM_SPECIAL
 from charrnn.errors import CharrnnError, counted, shown_characters
-from charrnn.generation.sampling import generate
+from charrnn.generation.sampling import random_seed
 from charrnn.inspection.probes import FEATURES, excerpt, find_units, text_features, token_text
 from charrnn.inspection.read_through import Trace, Unit, shown_positions, trace_tokens
 from charrnn.io.atomic import check_writable, write_atomically
 from charrnn.nn.cells import CELLS
-from charrnn.saving.checkpoint import Checkpoint, load_checkpoint
-from charrnn.saving.shipped import pretrained_model
-from charrnn.training.state import saved_settings
+from charrnn.saving.checkpoint import Checkpoint
 
 UNIT_KINDS = tuple(dict.fromkeys(kind for cell in CELLS.values() for kind in cell.unit_kinds))
-SAMPLE_TEMPERATURE = 0.8
 HARDEST_SHOWN = 5
 EXCERPT_LENGTH = 36
 
@@ -55,7 +52,7 @@ EXCERPT_LENGTH = 36
               help="Print one JSON object per character (or per feature with --find).")
 @click.option("--no-color", is_flag=True,
               help="Plain text with a numeric column, as when stdout is not a terminal.")
-@click.option("--length", "-n", type=click.IntRange(min=1), default=500,
+@click.option("--length", "-n", type=click.IntRange(min=1), default=SAMPLING.length,
               help="Characters of the sample shown when no FILE is given.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, show_default=False,
               help="Seed for that sample  [default: random]")
@@ -78,12 +75,12 @@ def show(checkpoint, file, unit_text, what, find, html_path, as_json, no_color, 
         if file not in (None, "-") and Path(html_path).resolve() == Path(file).resolve():
             raise click.BadParameter("is the text itself", param_hint="'--html'")
         check_writable(html_path)
-    loaded = load_checkpoint(checkpoint or pretrained_model())
+    handle = load(checkpoint)
+    loaded = handle.checkpoint
     kind = unit_kind(loaded, what)
     unit = parse_unit(loaded, unit_text)
-    delimiter = saved_settings(loaded).record_delimiter
-    tokens, name = read_tokens(loaded, delimiter, file, encoding, errors, length, seed)
-    shown = shown_positions(tokens, delimiter is not None)
+    tokens, name = read_tokens(handle, file, encoding, errors, length, seed)
+    shown = shown_positions(tokens, handle.record_delimiter is not None)
     if not len(shown):
         raise CharrnnError(f"{name}: nothing to show (no characters the model knows)")
     if find:
@@ -128,25 +125,22 @@ def parse_unit(loaded: Checkpoint, text: str | None) -> Unit | None:
     return unit
 
 
-def read_tokens(loaded: Checkpoint, delimiter: str | None, file: str | None, encoding: str,
-                errors: str, length: int, seed: int | None) -> tuple[np.ndarray, str]:
-    """The text as the model reads it (laid out as in training: records ending at
-    ``delimiter``, or one sequence for None) and its name for messages: FILE, standard
-    input, or a sample drawn from the model."""
+def read_tokens(handle: TextModel, file: str | None, encoding: str, errors: str, length: int,
+                seed: int | None) -> tuple[np.ndarray, str]:
+    """The text as the model reads it (laid out as in training: records, or one sequence)
+    and its name for messages: FILE, standard input, or a sample drawn from the model."""
     if file is None:
         seed = random_seed() if seed is None else seed
-        pieces = generate(loaded.model, loaded.vocab, seed=seed, length=length,
-                          temperature=SAMPLE_TEMPERATURE)
-        text = "".join(piece.text for piece in pieces)
+        text = handle.sample(1, length=length, seed=seed)[0]
         click.echo(f"note: showing a sample of {counted(len(text), 'character')} "
                    f"(--seed {seed})", err=True)
     else:
         text = read_text(file, encoding, errors)
-    tokens, skipped = text_tokens(text, loaded.vocab, delimiter)
+    tokens, skipped = text_tokens(text, handle.vocab, handle.record_delimiter)
     name = "the sample" if file is None else source_name(file)
     if skipped:
         click.echo(f"note: {counted(skipped, 'character')} outside the model's vocabulary "
-                   f"({shown_characters(loaded.vocab.unknown(text))}) are skipped", err=True)
+                   f"({shown_characters(handle.vocab.unknown(text))}) are skipped", err=True)
     return tokens, name
 
 

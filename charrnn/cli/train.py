@@ -1,41 +1,23 @@
-"""``charrnn train``: options, resume, progress, signals."""
+"""``charrnn train``: options, progress and signals around ``charrnn.train``."""
 
 from __future__ import annotations
 
 import math
 import signal
 import sys
-from dataclasses import MISSING, fields
-from pathlib import Path
 from typing import get_args, get_type_hints
 
 import click
 
+from charrnn.api import RUN_OPTIONS, TRAIN_OPTIONS, train as train_model
 from charrnn.cli.output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
-from charrnn.data.cache import default_cache_dir
-from charrnn.data.corpus import load_corpus
-from charrnn.data.known_records import MAX_KEPT
-from charrnn.data.sources import default_corpus, training_files
-from charrnn.errors import CharrnnError, counted, shown_characters
-from charrnn.generation.training_samples import TrainingSampler
-from charrnn.io.atomic import check_writable
+from charrnn.errors import CharrnnError, option_name
 from charrnn.nn.cells import CELLS
-from charrnn.nn.model import ModelConfig
-from charrnn.saving.checkpoint import load_checkpoint
-from charrnn.training.fine_tune import fine_tuned_config, new_characters
+from charrnn.training.run import MODEL_DEFAULTS
 from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, DEFAULT_SHARDS, LR_SCHEDULES,
-                                       STANDARD, TIME_BUDGET_DEFAULTS, SettingNeeded,
-                                       TrainSettings, bounds)
-from charrnn.training.state import saved_settings
-from charrnn.training.trainer import (ArchitectureChanged, check_architecture, new_trainer,
-                                      resume_trainer)
+                                       STANDARD, TIME_BUDGET_DEFAULTS, TrainSettings, bounds)
 
-DEFAULT_SAMPLE_LENGTH = 200
 DEFAULTS = TrainSettings()  # the defaults of every training option
-MODEL_DEFAULTS = {setting.name: setting.default for setting in fields(ModelConfig)
-                  if setting.default is not MISSING}
-ARCHITECTURE_OPTIONS = tuple(MODEL_DEFAULTS)
-TRAINING_OPTIONS = tuple(setting.name for setting in fields(TrainSettings))
 SETTING_TYPES = get_type_hints(TrainSettings)
 
 
@@ -63,16 +45,6 @@ def setting_type(name: str) -> click.ParamType:
     number_range = click.IntRange if int in kinds else FiniteFloatRange
     return number_range(limits.low, None if limits.high == math.inf else limits.high,
                         min_open=limits.low_open, max_open=limits.high_open)
-
-
-def flag(name: str) -> str:
-    """The option that sets the library setting ``name``."""
-    return "--" + name.replace("_", "-")
-
-
-def default_checkpoint_path(source: str) -> Path:
-    name = "stdin" if source == "-" else Path(source).stem
-    return Path("checkpoints") / f"{name}.npz"
 
 
 class StopOnSignal:
@@ -111,10 +83,6 @@ def check_schedule(schedule: str | None) -> str | None:
     except CharrnnError as error:
         raise click.BadParameter(str(error)) from None
     return schedule
-
-
-def needs(option: str, needed: str) -> click.UsageError:
-    return click.UsageError(f"{option} needs {needed}")
 
 
 def explicit_options(ctx: click.Context, names) -> dict:
@@ -205,15 +173,15 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--sample-every", type=click.IntRange(min=1), default=None,
               help="Print a short sample on stderr every this many steps (a few labelled "
                    "records with --records).")
-@click.option("--sample-length", type=click.IntRange(min=1), default=DEFAULT_SAMPLE_LENGTH,
+@click.option("--sample-length", type=click.IntRange(min=1),
+              default=RUN_OPTIONS["sample_length"],
               help="Most characters in each sample of --sample-every.")
 @click.option("--patience", type=setting_type("patience"), default=None,
               help="Stop early after this many evaluations without a better validation loss.")
 @click.option("--keep-best", is_flag=True,
               help="Also keep the model with the best validation loss in <out>.best.npz.")
 @click.pass_context
-def train(ctx, files, out, resume, init_from, encoding, errors, sample_every, sample_length,
-          **options):
+def train(ctx, files, **options):
     """Train a model on text files (or - for standard input).
 
     With no FILE, trains on the Shakespeare corpus that ships with charrnn. A
@@ -222,148 +190,20 @@ def train(ctx, files, out, resume, init_from, encoding, errors, sample_every, sa
     every evaluation and at the end; Ctrl-C stops after the current step and
     saves.
     """
-    if "-" in files and len(files) > 1:
-        raise click.UsageError("- (standard input) cannot be read with other files")
-    sources = training_sources(files, encoding, errors)
-    if resume and init_from:
-        raise click.UsageError("give --resume or --init-from, not both")
-    if sample_every is None and "sample_length" in explicit_options(ctx, ["sample_length"]):
-        raise needs("--sample-length", "--sample-every")
     if options["records"] and not options["delimiter"]:
         raise click.BadParameter("must not be empty", param_hint="'--delimiter'")
-    if out == "":
-        raise click.BadParameter("must not be empty", param_hint="'--out'")
-    out_path = Path(out or resume or default_checkpoint_path((files or sources)[0]))
-    if any(out_path.resolve() == Path(source).resolve() for source in sources if source != "-"):
-        raise click.BadParameter("is the training text itself", param_hint="'--out'")
-    check_writable(out_path)
-    given = explicit_options(ctx, TRAINING_OPTIONS)
-    read = {"encoding": encoding, "errors": errors, "cache_dir": default_cache_dir()}
-    try:
-        if resume:
-            trainer = resumed_trainer(ctx, resume, sources, given, out_path, read)
-        else:
-            start = None if init_from is None else kept_architecture(ctx, init_from, "fine-tuned")
-            trainer = new_run(sources, options, out_path, read, start)
-    except SettingNeeded as error:
-        raise needs(flag(error.name), flag(error.needed)) from None
-    describe_start(trainer, sources_name(files, sources))
-    sampler = None
-    if sample_every:
-        sampler = TrainingSampler(trainer.corpus, records=trainer.settings.records,
-                                  seed=trainer.settings.seed, length=sample_length,
-                                  earlier=trainer.earlier_records)
-    run_until_stopped(trainer, sample_every, sampler)
+    run_until_stopped(files, explicit_options(ctx, ["out", *TRAIN_OPTIONS]))
 
 
-def training_sources(files: tuple[str, ...], encoding: str, errors: str) -> list[str]:
-    """The files to train on (the shipped corpus if none is given), with a note on stderr for
-    each file of a folder that is skipped."""
-    sources, skipped = training_files(files or [default_corpus()], encoding, errors)
-    for path, reason in skipped.items():
-        click.echo(f"note: skipped {path}: {reason}", err=True)
-    return sources
-
-
-def sources_name(files: tuple[str, ...], sources: list[str]) -> str:
-    """What is trained on, in a few words."""
-    if not files:
-        return "the shipped corpus"
-    if sources == ["-"]:
-        return "standard input"
-    return Path(sources[0]).name if len(sources) == 1 else f"{len(sources)} files"
-
-
-def kept_architecture(ctx, path: str, run: str):
-    """The checkpoint at ``path``, whose architecture the options given must not change."""
-    checkpoint = load_checkpoint(path)
-    try:
-        check_architecture(checkpoint.model.config, explicit_options(ctx, ARCHITECTURE_OPTIONS))
-    except ArchitectureChanged as error:
-        raise CharrnnError(error.describe(flag(error.name), run)) from None
-    return checkpoint
-
-
-def resumed_trainer(ctx, resume: str, sources: list[str], given: dict, out_path: Path,
-                    read: dict):
-    checkpoint = kept_architecture(ctx, resume, "resumed")
-
-    def read_corpus(settings):
-        return load_corpus(sources, records=settings.records, delimiter=settings.delimiter,
-                           val_fraction=settings.val_fraction, vocab=checkpoint.vocab, **read)
-
-    return resume_trainer(checkpoint, read_corpus, out_path, given,
-                          notify=lambda message: click.echo(f"note: {message}", err=True))
-
-
-def new_run(sources: list[str], options: dict, out_path: Path, read: dict, init_from=None):
-    """A trainer for a fresh model, or with ``init_from`` for one fine-tuned from that
-    checkpoint (in its vocabulary, extended by the text's new characters)."""
-    settings = TrainSettings(**{name: options[name] for name in TRAINING_OPTIONS})
-    corpus = load_corpus(sources, records=settings.records, delimiter=settings.delimiter,
-                         val_fraction=settings.val_fraction, extend_vocab=True,
-                         vocab=None if init_from is None else init_from.vocab, **read)
-    if init_from is None:
-        architecture = {name: options[name] for name in ARCHITECTURE_OPTIONS}
-        if architecture["hidden_size"] is None:
-            architecture["hidden_size"] = settings.recipe.hidden_size
-        config = ModelConfig(corpus.vocab.size, **architecture)
-    else:
-        config = fine_tuned_config(init_from, corpus.vocab)
-        describe_fine_tuning(init_from, corpus.vocab, settings)
-    return new_trainer(corpus, config, settings, out_path, init_from)
-
-
-def describe_fine_tuning(checkpoint, vocab, settings: TrainSettings) -> None:
-    """Notes on stderr: the characters added, and a layout that differs from the checkpoint's."""
-    added = new_characters(checkpoint.vocab, vocab)
-    if added:
-        click.echo(f"note: the text has {counted(len(added), 'character')} the checkpoint's "
-                   f"vocabulary lacks, given new rows: {shown_characters(added)}", err=True)
-    if checkpoint.training is not None and saved_settings(checkpoint).records != settings.records:
-        before, now = ("without", "with") if settings.records else ("with", "without")
-        click.echo(f"note: the checkpoint was trained {before} --records, this run is {now} it",
-                   err=True)
-
-
-def describe_start(trainer, text_name: str) -> None:
-    """Notes on stderr: what is trained on, and anything that differs from what was asked."""
-    settings, windows, corpus = trainer.settings, trainer.windows, trainer.corpus
-    if (windows.batch_size, windows.window_length) != (settings.batch_size,
-                                                    settings.window_range()[1]):
-        click.echo(f"note: the text is short: training with --batch-size {windows.batch_size} "
-                   f"--seq-length {windows.window_length}", err=True)
-    if len(corpus.val_tokens) < 2:
-        click.echo("note: the text is too short to hold any out for validation; --keep-best "
-                   "and --patience have nothing to go on", err=True)
-    if settings.records and trainer.known_records is None:
-        click.echo(f"note: more than {MAX_KEPT:,} records: the checkpoint will not keep them, "
-                   "so 'sample --novel' and in_training are not available", err=True)
-    click.echo(f"training on {text_name}: {counted(corpus.num_chars, 'character')}, vocabulary "
-               f"{corpus.vocab.size}, {trainer.model.config.num_params():,} parameters; "
-               f"{counted(trainer.workers.num_workers, 'thread')}", err=True)
-
-
-def run_until_stopped(trainer, sample_every: int | None = None,
-                      sampler: TrainingSampler | None = None) -> None:
-    """Run with a progress display (and samples from ``sampler`` every ``sample_every``
-    steps); exit 130 or 143 if a signal stopped it."""
+def run_until_stopped(files: tuple[str, ...], settings: dict) -> None:
+    """Train with a progress display; exit 130 or 143 if a signal stopped it."""
     from charrnn.cli.progress import TrainingReporter  # rich is only needed here
 
     with StopOnSignal() as stop, TrainingReporter() as reporter:
-        def on_event(event):
-            reporter(event)
-            if sampler and event.kind == "step" and event.step % sample_every == 0:
-                reporter.show_samples(event.step, sampler.draw(trainer.model))
-
         try:
-            outcome = trainer.run(on_event, stop.requested)
+            train_model(files, on_event=reporter, stop_requested=stop.requested, **settings)
         except KeyboardInterrupt:
             click.echo("interrupted; the last checkpoint saved is kept", err=True)
             sys.exit(128 + (stop.received or signal.SIGINT))
-    if outcome == "no improvement":
-        click.echo(f"stopped early: no better validation loss in {trainer.settings.patience} "
-                   f"evaluations (best {trainer.plateau.best_val_loss:.4f} nats/char)", err=True)
-    if outcome == "interrupted":
-        click.echo(f"stopped at step {trainer.position.step}; saved {trainer.out}", err=True)
+    if reporter.interrupted:
         sys.exit(128 + stop.received)

@@ -9,8 +9,6 @@ wanted at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from charrnn.data.known_records import KnownRecords
 from charrnn.data.vocab import Vocabulary
 from charrnn.generation.sampling import Sample, Sampling, generate_rows, sample_rng, whole_samples
@@ -19,22 +17,21 @@ from charrnn.nn.model import Model
 MAX_DRAWS = 100  # per sample, before giving up on it
 
 
-def novel_samples(model: Model, vocab: Vocabulary, known: KnownRecords, *, seed: int,
-                  num_samples: int, temperatures: Sequence[float], length: int,
-                  sampling: Sampling = Sampling(), prime: str = "",
-                  stop: tuple[str, ...] = ()) -> list[Sample | None]:
-    """``num_samples`` samples at each temperature, numbered as ``generate`` numbers them,
+def novel_samples(model: Model, vocab: Vocabulary, known: KnownRecords,
+                  sampling: Sampling = Sampling(), *, seed: int, num_samples: int,
+                  prime: str = "") -> list[Sample | None]:
+    """``num_samples`` samples at each of ``sampling``'s temperatures, numbered as ``generate`` numbers them,
     none of whose texts (prime included) is in ``known``: each sample that copies a known
     record is drawn again, up to MAX_DRAWS times in all. None for a sample that never drew
     a new record."""
-    wanted = [(temperature, index) for temperature in temperatures
+    wanted = [(temperature, index) for temperature in sampling.temperatures
               for index in range(num_samples)]
     found: list[Sample | None] = [None] * len(wanted)
     pending = list(range(len(wanted)))  # the samples still copying
     for draw in range(MAX_DRAWS):
         pieces = generate_rows(model, vocab, [wanted[k][0] for k in pending],
                                [sample_rng(seed, wanted[k][1], draw) for k in pending],
-                               length=length, sampling=sampling, prime=prime, stop=stop)
+                               sampling, prime)
         copies = []
         for k, sample in zip(pending, whole_samples(pieces, len(pending))):
             if prime + sample.text in known:

@@ -14,12 +14,14 @@ choice inverts the cumulative sum of what is left at a uniform random number.
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from charrnn.data.vocab import END_ID, START_ID, Vocabulary
+from charrnn.errors import CharrnnError
 from charrnn.nn.model import Model
 
 UNIFORMS_AHEAD = 256  # random numbers drawn at once per sample
@@ -44,21 +46,70 @@ class Piece(NamedTuple):
 
 @dataclass(frozen=True)
 class Sampling:
-    """How every sample draws its next character, whatever its temperature.
+    """How samples are drawn: the one place each sampling default lives (the command line's
+    options and ``TextModel.sample`` take theirs from here).
 
-    top_k: keep the k likeliest characters. top_p: keep the smallest set of
-    likeliest characters whose probability reaches p (nucleus). min_p: drop the
-    characters less likely than min_p times the likeliest. repetition_penalty:
-    a character that occurs in the last ``repetition_window`` characters of the
-    text so far (prime included; the whole text for 0) has its logit divided
-    by the penalty when positive and multiplied by it when negative; 1 is off.
+    length: the most characters a sample draws (it also ends at <END>).
+    temperature: the sharpness of the draw, 0 for the likeliest character; a tuple draws
+    the samples at each temperature in turn. top_k: keep the k likeliest characters.
+    top_p: keep the smallest set of likeliest characters whose probability reaches p
+    (nucleus). min_p: drop the characters less likely than min_p times the likeliest.
+    repetition_penalty: a character that occurs in the last ``repetition_window``
+    characters of the text so far (prime included; the whole text for 0) has its logit
+    divided by the penalty when positive and multiplied by it when negative; 1 is off.
+    stop: a sample ends when its text ends with one of these strings (kept).
     """
 
+    length: int = 500
+    temperature: float | tuple[float, ...] = 0.8
     top_k: int | None = None
     top_p: float | None = None
     min_p: float | None = None
     repetition_penalty: float = 1.0
     repetition_window: int = 64
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "stop", tuple(text for text in self.stop if text))
+        if isinstance(self.temperature, (list, tuple)):
+            object.__setattr__(self, "temperature", tuple(self.temperature))
+        checks = {
+            "length": _whole(self.length, 0),
+            "temperature": bool(self.temperatures) and all(
+                _number(t, 0) for t in self.temperatures),
+            "top_k": self.top_k is None or _whole(self.top_k, 1),
+            "top_p": self.top_p is None or (_number(self.top_p, 0) and 0 < self.top_p <= 1),
+            "min_p": self.min_p is None or (_number(self.min_p, 0) and self.min_p <= 1),
+            "repetition_penalty": _number(self.repetition_penalty, 0)
+                                  and self.repetition_penalty > 0,
+            "repetition_window": _whole(self.repetition_window, 0),
+            "stop": all(isinstance(text, str) for text in self.stop),
+        }
+        for name, fine in checks.items():
+            if not fine:
+                raise CharrnnError(f"the sampling setting {name} cannot be "
+                                   f"{reprlib.repr(getattr(self, name))}")
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        """The temperatures to draw at: one, or those of a tuple."""
+        if isinstance(self.temperature, tuple):
+            return self.temperature
+        return (self.temperature,)
+
+
+def _whole(value, low: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+
+
+def _number(value, low: float) -> bool:
+    return (isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= low)
+
+
+def random_seed() -> int:
+    """A seed from the system's entropy, for draws given none (and reported with them)."""
+    return int(np.random.SeedSequence().entropy % (1 << 63))
 
 
 def sample_rng(seed: int, index: int, draw: int = 0) -> np.random.Generator:
@@ -292,28 +343,25 @@ class LogProbTotals:
         self._allocate(len(self.sums), self.logits.shape[2], self.logits.dtype)
 
 
-def generate(model: Model, vocab: Vocabulary, *, seed: int, num_samples: int = 1,
-             length: int = 500, temperature: float | Sequence[float] = 1.0,
-             sampling: Sampling = Sampling(), prime: str = "",
-             stop: tuple[str, ...] = ()) -> Iterator[Piece]:
-    """Draw ``num_samples`` samples at each temperature, all together, yielding each
-    character as it is drawn.
+def generate(model: Model, vocab: Vocabulary, sampling: Sampling = Sampling(), *, seed: int,
+             num_samples: int = 1, prime: str = "") -> Iterator[Piece]:
+    """Draw ``num_samples`` samples at each of ``sampling``'s temperatures, all together,
+    yielding each character as it is drawn.
 
     Samples are numbered temperature by temperature: with temperatures
     (t0, t1), samples 0 .. num_samples - 1 are at t0. Each starts from <START>
     followed by the prime's characters (those in the vocabulary) and stops
-    when the model draws <END>, after ``length`` characters, or when its text
-    ends with one of the ``stop`` strings (which is kept).
+    when the model draws <END>, after ``sampling.length`` characters, or when
+    its text ends with one of the ``sampling.stop`` strings (which is kept).
     """
-    temperatures = [float(t) for t in np.atleast_1d(temperature)]
+    temperatures = sampling.temperatures
     return generate_rows(model, vocab, np.repeat(temperatures, num_samples),
-                         sample_rngs(seed, num_samples, len(temperatures)), length=length,
-                         sampling=sampling, prime=prime, stop=stop)
+                         sample_rngs(seed, num_samples, len(temperatures)), sampling, prime)
 
 
 def generate_rows(model: Model, vocab: Vocabulary, temperatures: Sequence[float],
-                  rngs: Sequence[np.random.Generator], *, length: int, sampling: Sampling,
-                  prime: str, stop: tuple[str, ...]) -> Iterator[Piece]:
+                  rngs: Sequence[np.random.Generator], sampling: Sampling,
+                  prime: str) -> Iterator[Piece]:
     """``generate`` for samples given one by one: sample i at ``temperatures[i]``, drawing
     from ``rngs[i]``."""
     batch_size = len(rngs)
@@ -322,6 +370,7 @@ def generate_rows(model: Model, vocab: Vocabulary, temperatures: Sequence[float]
     stepper, logits = primed_start(model, vocab, prime, batch_size)
     log_probs = LogProbTotals(batch_size, model.config.vocab_size, logits.dtype)
     chars = [vocab.token(token) for token in range(vocab.size)]
+    stop, length = sampling.stop, sampling.length
     longest_stop = max(map(len, stop), default=0)
     tails = [""] * batch_size  # each sample's last characters, to spot stop strings
     active = list(range(batch_size))  # the samples still drawing, in order: one per row

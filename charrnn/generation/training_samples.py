@@ -1,7 +1,7 @@
 """Samples drawn while training, to watch what the model has learned so far.
 
-They are drawn by ``sample.generate`` from random generators of their own,
-seeded with the training seed, and only read the weights: a run that draws
+They are drawn by ``sampling.generate`` at ``Sampling``'s default temperature, from
+random generators of their own, seeded with the training seed, and only read the weights: a run that draws
 them trains the same weights, bit for bit, as one that does not. Every draw
 uses the same seed, so what changes from one to the next is the model.
 
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from charrnn.data.corpus import Corpus
 from charrnn.data.known_records import KnownRecords
-from charrnn.generation.sampling import generate, whole_samples
+from charrnn.generation.sampling import Sampling, generate, whole_samples
 from charrnn.nn.model import Model
 
-TEMPERATURE = 0.8
+DEFAULT_LENGTH = 200  # characters per sample
 NUM_RECORDS = 5  # records drawn at a time in records mode
 LABELS = ("in training text", "held out", "new", "unfinished")
 
@@ -33,6 +33,14 @@ class TrainingSample:
     label: str | None = None
 
 
+@dataclass(frozen=True)
+class SamplesDrawn:
+    """A training event: the samples drawn at ``step``."""
+
+    step: int
+    samples: list[TrainingSample]
+
+
 class TrainingSampler:
     """Draws samples from a model being trained on ``corpus``.
 
@@ -41,7 +49,7 @@ class TrainingSampler:
     ones of the checkpoint the run was resumed or fine-tuned from.
     """
 
-    def __init__(self, corpus: Corpus, *, records: bool, seed: int, length: int,
+    def __init__(self, corpus: Corpus, *, records: bool, seed: int, length: int = DEFAULT_LENGTH,
                  earlier: KnownRecords | None = None):
         self.vocab, self.seed, self.length = corpus.vocab, seed, length
         self.known = None
@@ -53,8 +61,8 @@ class TrainingSampler:
     def draw(self, model: Model) -> list[TrainingSample]:
         """One text in the default layout; NUM_RECORDS labelled records in records mode."""
         num_samples = 1 if self.known is None else NUM_RECORDS
-        pieces = generate(model, self.vocab, seed=self.seed, num_samples=num_samples,
-                          length=self.length, temperature=TEMPERATURE)
+        pieces = generate(model, self.vocab, Sampling(length=self.length), seed=self.seed,
+                          num_samples=num_samples)
         samples = whole_samples(pieces, num_samples)
         if self.known is None:
             return [TrainingSample(sample.text) for sample in samples]

@@ -115,6 +115,19 @@ class TextScore:
         """Characters scored."""
         return self.score.num_scored - self.num_sequences
 
+    @property
+    def nats_per_char(self) -> float:
+        """Mean negative log-likelihood per prediction (characters and <END>), natural log."""
+        return self.score.nats_per_char
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.score.bits_per_char
+
+    @property
+    def perplexity(self) -> float:
+        return self.score.perplexity
+
 
 def score_text(model: Model, vocab: Vocabulary, text: str, delimiter: str | None,
                by_token: bool = False) -> TextScore:
@@ -136,6 +149,10 @@ class LineScore:
     @property
     def nats_per_char(self) -> float:
         return -self.log_prob / self.num_predictions if self.num_predictions else math.nan
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.nats_per_char / math.log(2)
 
 
 def split_lines(text: str, delimiter: str | None) -> list[str]:

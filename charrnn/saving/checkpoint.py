@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from charrnn import __version__
+from charrnn._version import __version__
 from charrnn.data.known_records import KnownRecords
 from charrnn.data.vocab import NUM_SPECIAL, Vocabulary
 from charrnn.errors import CharrnnError

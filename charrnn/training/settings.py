@@ -1,7 +1,7 @@
 """How to train: the settings, their defaults, and the policy for filling in and replacing them.
 
 Every default of training lives here (the model's in ``model.ModelConfig``);
-the command line reads its defaults from these classes. A run's ``recipe``
+the command line and ``charrnn.train`` read their defaults from these classes. A run's ``recipe``
 (by its time budget) fills in the settings left unset, and the command line
 takes the width of a new model from it too: ``TrainSettings`` alone does not
 choose the model.
@@ -15,7 +15,8 @@ import reprlib
 from dataclasses import InitVar, dataclass, fields, replace
 from typing import get_args, get_type_hints
 
-from charrnn.errors import CharrnnError
+from charrnn.errors import CharrnnError, SettingsConflict, option_name
+from charrnn.nn.model import ModelConfig
 
 DEFAULT_MAX_EPOCHS = 5  # how long to train when no stop limit is given
 # The shards each batch is cut into (see parallel.py): the weights depend on this count, never
@@ -38,7 +39,8 @@ class Recipe:
 
 
 # The defaults of a run limited by steps or epochs, or by none.
-STANDARD = Recipe(lr=3e-3, dropout=0.0, hidden_size=256, batch_size=32, seq_length=64)
+STANDARD = Recipe(lr=3e-3, dropout=0.0, hidden_size=ModelConfig.hidden_size, batch_size=32,
+                  seq_length=64)
 # The defaults of a run limited by time alone, by its length: (at most this many seconds,
 # recipe). Measured on tinyshakespeare (benchmarks/RESULTS.md, the sweep): lr 5e-3 beat
 # 3e-3 by 0.02-0.04 nats/char after 120 s (two seeds) and lost after 300 s; the standard model
@@ -97,11 +99,11 @@ def bounds(name: str) -> Bounds:
     return NUMBER_BOUNDS.get(name, Bounds())
 
 
-class SettingNeeded(CharrnnError):
+class SettingNeeded(SettingsConflict):
     """A setting was given without another that it needs."""
 
     def __init__(self, name: str, needed: str):
-        super().__init__(f"{name} needs {needed}")
+        super().__init__(f"{option_name(name)} needs {option_name(needed)}")
         self.name, self.needed = name, needed
 
 

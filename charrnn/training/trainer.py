@@ -25,7 +25,7 @@ import numpy as np
 from charrnn.data.corpus import Corpus
 from charrnn.data.known_records import KnownRecords, kept_records
 from charrnn.data.windows import Windows, fit_window
-from charrnn.errors import CharrnnError
+from charrnn.errors import CharrnnError, option_name
 from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.nn.optim import Adam, clip_scale
 from charrnn.nn.scoring import score_tokens
@@ -72,23 +72,19 @@ class StepTooLarge(CharrnnError):
 class ArchitectureChanged(CharrnnError):
     """A resumed model was asked for another architecture than its own."""
 
-    def __init__(self, name: str, requested, saved):
+    def __init__(self, name: str, requested, saved, run: str):
         self.name, self.requested, self.saved = name, requested, saved
-        super().__init__(self.describe(name, "resumed"))
-
-    def describe(self, setting: str, run: str) -> str:
-        """The message, naming the setting as ``setting`` and the run as ``run``."""
-        return (f"{setting} {self.requested} differs from the checkpoint's {self.saved}; a "
-                f"{run} model keeps its architecture")
+        super().__init__(f"{option_name(name)} {requested} differs from the checkpoint's "
+                         f"{saved}; a {run} model keeps its architecture")
 
 
-def check_architecture(config: ModelConfig, requested: dict) -> None:
+def check_architecture(config: ModelConfig, requested: dict, run: str = "resumed") -> None:
     """Refuse ``requested`` architecture settings (ModelConfig names) that differ from
-    ``config``: a resumed model keeps its architecture."""
+    ``config``: a ``run`` ("resumed" or "fine-tuned") model keeps its architecture."""
     saved = config.to_dict()
     for name, value in requested.items():
         if saved[name] != value:
-            raise ArchitectureChanged(name, value, saved[name])
+            raise ArchitectureChanged(name, value, saved[name], run)
 
 
 @dataclass
