@@ -277,10 +277,12 @@ def train(files_or_path: PathLike | Sequence[PathLike] | None = None, out: PathL
     (default checkpoints/<name>.npz) and return it.
 
     ``settings`` are the command line's options by name with underscores, listed
-    below with their defaults (a setting left out on a resume keeps the checkpoint's). ``on_event`` receives a ``TrainEvent`` after every
-    step and evaluation and at the end, a ``Note`` for anything skipped or changed,
-    and ``SamplesDrawn`` every ``sample_every`` steps; ``stop_requested()`` is asked
-    after every step, and True stops the run (and saves).
+    below with their defaults; None for a number is the recipe's for the run's limits
+    (``max_time`` alone picks lr, dropout, width, batch and window), or no limit. A
+    setting left out on a ``resume`` keeps the checkpoint's. ``on_event`` receives a
+    ``TrainEvent`` after every step and evaluation and at the end, a ``Note`` for anything
+    skipped or changed, and ``SamplesDrawn`` every ``sample_every`` steps;
+    ``stop_requested()`` is asked after every step, and True stops the run (and saves).
     """
     unknown = sorted(set(settings) - set(TRAIN_OPTIONS))
     if unknown:
@@ -312,5 +314,6 @@ def train(files_or_path: PathLike | Sequence[PathLike] | None = None, out: PathL
     return load(trainer.out)
 
 
-train.__doc__ += "\n    Settings and their defaults:\n\n" + "\n".join(
-    f"        {name} = {default!r}" for name, default in TRAIN_OPTIONS.items()) + "\n"
+# help(charrnn.train) lists every setting with its default, read from where it is defined.
+train.__doc__ += "\n    Settings and their defaults:\n\n" + "".join(
+    f"        {name} = {default!r}\n" for name, default in TRAIN_OPTIONS.items())

@@ -1,7 +1,9 @@
 """The ``charrnn`` command line: train, sample, eval, info, export and show.
 
-A thin layer: it parses options, calls the library and reports. Generated
-text (or JSON) goes to stdout; progress and diagnostics go to stderr. Every
+A thin shell over the public API (``charrnn.api``): each command parses its
+options, calls the API (or the library objects it is built from) and prints.
+Generated text (or JSON) goes to stdout; progress, the library's notes
+(``CharrnnWarning``s and ``Note`` events) and diagnostics go to stderr. Every
 failure is one line on stderr and a non-zero exit status. The top layer: it may import
 every package below it, and it is the only one that imports click and rich.
 """
