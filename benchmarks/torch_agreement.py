@@ -1,6 +1,8 @@
 """Does PyTorch score a text as charrnn eval does? The ten-line module of docs/python.md,
 loaded with load_state_dict(strict=True) from charrnn's safetensors export, against
-``TextModel.score`` (what ``charrnn eval`` prints), over the same predictions.
+``TextModel.score`` (what ``charrnn eval`` prints), over the same predictions. ``eval``
+scores streams side by side, each warmed up on the text before it (``nn/scoring.py``), so
+it also prints charrnn's one sequential pass, which is what the PyTorch module computes.
 
 The shipped 2 x 512 LSTM on the end of tinyshakespeare; with --cells, also a GRU and a
 vanilla RNN trained for a few steps here. Run in a venv that has PyTorch and safetensors:
@@ -22,6 +24,7 @@ import torch
 
 import charrnn
 from charrnn.data.corpus import text_tokens
+from charrnn.nn.scoring import score_tokens
 
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"
@@ -58,13 +61,15 @@ def compare(name: str, path: Path, text: str, cell: str, folder: Path) -> None:
     score = model.score(text)
     charrnn_seconds = time.perf_counter() - start
     tokens, _ = text_tokens(text, model.vocab, model.record_delimiter)
+    one_pass = score_tokens(model.model, tokens, batch_size=1).nats_per_char
     start = time.perf_counter()
     theirs, predictions = torch_nats_per_char(net, tokens)
     torch_seconds = time.perf_counter() - start
     assert predictions == score.score.num_scored
-    print(f"{name:28s} charrnn eval {score.nats_per_char:.6f}  PyTorch {theirs:.6f}  "
-          f"difference {abs(theirs - score.nats_per_char):.2e} nats/char over "
-          f"{predictions:,} predictions  ({charrnn_seconds:.1f} s, {torch_seconds:.1f} s)",
+    print(f"{name}, {predictions:,} predictions: charrnn eval {score.nats_per_char:.6f} "
+          f"({charrnn_seconds:.1f} s), PyTorch {theirs:.6f} ({torch_seconds:.1f} s): "
+          f"difference {abs(theirs - score.nats_per_char):.1e} nats/char; charrnn in one "
+          f"sequential pass {one_pass:.6f}, {abs(theirs - one_pass):.1e} from PyTorch",
           flush=True)
 
 

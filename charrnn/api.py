@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
+from charrnn.data.sources import DEFAULT_ENCODING, DEFAULT_ERRORS
 from charrnn.data.vocab import Vocabulary
 from charrnn.errors import CharrnnError, CharrnnWarning, SettingsConflict
 from charrnn.generation.beam import beam_search
@@ -44,8 +45,8 @@ from charrnn.training.trainer import TrainEvent
 SAMPLING = Sampling()  # the defaults of every sampling option
 EXPORT_FORMATS = ("npz", "safetensors")
 # What ``train`` takes besides the training and architecture settings.
-RUN_OPTIONS = {"resume": None, "init_from": None, "encoding": "utf-8", "errors": "strict",
-               "sample_every": None, "sample_length": DEFAULT_LENGTH}
+RUN_OPTIONS = {"resume": None, "init_from": None, "encoding": DEFAULT_ENCODING,
+               "errors": DEFAULT_ERRORS, "sample_every": None, "sample_length": DEFAULT_LENGTH}
 # Every setting ``train`` takes, with its default (None for a number: the recipe's, or none).
 TRAIN_OPTIONS = {**MODEL_DEFAULTS, "hidden_size": None,
                  **{setting.name: setting.default for setting in fields(TrainSettings)},

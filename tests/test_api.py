@@ -128,6 +128,10 @@ def test_train_refuses_what_it_does_not_know(tmp_path, tiny_text_file):
         charrnn.train(tiny_text_file, tmp_path / "m.npz", hiden_size=8)
     with pytest.raises(charrnn.SettingNeeded, match="--sample-length needs --sample-every"):
         charrnn.train(tiny_text_file, tmp_path / "m.npz", sample_length=8)
+    with pytest.raises(charrnn.CharrnnError, match="the setting hidden_size is 0"):
+        charrnn.train(tiny_text_file, tmp_path / "m.npz", hidden_size=0)
+    with pytest.raises(charrnn.CharrnnError, match="unknown cell 'lstn'"):
+        charrnn.train(tiny_text_file, tmp_path / "m.npz", cell="lstn")
     with pytest.raises(charrnn.CharrnnError, match="the sampling setting top_p"):
         charrnn.load().sample(top_p=0)
 

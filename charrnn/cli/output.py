@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import click
 
+from charrnn.data.sources import DEFAULT_ENCODING, DEFAULT_ERRORS, ERROR_HANDLERS
 from charrnn.errors import CharrnnError
 from charrnn.generation.sampling import Piece
 
@@ -42,9 +43,10 @@ class NumberList(click.ParamType):
         return tuple(self.number_type.convert(part.strip(), param, ctx) for part in parts)
 
 
-encoding_option = click.option("--encoding", default="utf-8", help="Encoding of the input text.")
-errors_option = click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]),
-                             default="strict",
+encoding_option = click.option("--encoding", default=DEFAULT_ENCODING,
+                               help="Encoding of the input text.")
+errors_option = click.option("--errors", type=click.Choice(ERROR_HANDLERS),
+                             default=DEFAULT_ERRORS,
                              help="What to do with bytes that are not valid in the encoding.")
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.data import cache
-from charrnn.data.sources import CHUNK_SIZE, chunk_reader, decoded_pieces, source_name
+from charrnn.data.sources import (CHUNK_SIZE, DEFAULT_ENCODING, DEFAULT_ERRORS, chunk_reader,
+                                  decoded_pieces, source_name)
 from charrnn.data.vocab import END_ID, NUM_SPECIAL, START_ID, UNKNOWN_ID, Vocabulary, code_points
 from charrnn.errors import CharrnnError, counted, shown_characters
 
@@ -278,7 +279,8 @@ def build_corpus(text: str, *, records: bool, delimiter: str, val_fraction: floa
 
 def load_corpus(sources: str | Sequence[str], *, records: bool, delimiter: str,
                 val_fraction: float, vocab: Vocabulary | None = None, extend_vocab: bool = False,
-                encoding: str = "utf-8", errors: str = "strict", cache_dir: Path | None = None,
+                encoding: str = DEFAULT_ENCODING, errors: str = DEFAULT_ERRORS,
+                cache_dir: Path | None = None,
                 chunk_size: int = CHUNK_SIZE) -> Corpus:
     """Read, decode and lay out a file, or several one after another (``encode_texts``), or
     standard input for ``-`` (alone), for training.

@@ -18,6 +18,9 @@ from charrnn.errors import CharrnnError
 
 CHUNK_SIZE = 2 << 20  # bytes read and decoded at a time: the work on one takes ~20x that memory
 SNIFF_SIZE = 8000  # bytes at the start of a file in a folder that tell whether it is text
+DEFAULT_ENCODING = "utf-8"  # of every text read, unless --encoding says otherwise
+ERROR_HANDLERS = ("strict", "replace", "ignore")  # what --errors may do with invalid bytes
+DEFAULT_ERRORS = ERROR_HANDLERS[0]
 
 
 class InvalidBytes(CharrnnError):
@@ -130,8 +133,8 @@ def _normalised(pieces: Iterable[str]) -> Iterator[str]:
     yield held_back.replace("\r", "\n")
 
 
-def decoded_pieces(chunks: Iterable[bytes], name: str, encoding: str = "utf-8",
-                   errors: str = "strict") -> Iterator[str]:
+def decoded_pieces(chunks: Iterable[bytes], name: str, encoding: str = DEFAULT_ENCODING,
+                   errors: str = DEFAULT_ERRORS) -> Iterator[str]:
     """Decode a text given as chunks of bytes, a piece at a time: drop a byte-order mark, turn
     CRLF and CR line ends into LF.
 
@@ -142,17 +145,17 @@ def decoded_pieces(chunks: Iterable[bytes], name: str, encoding: str = "utf-8",
     return _normalised(_decoded_chunks(chunks, name, encoding, errors))
 
 
-def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+def decode_text(data: bytes, name: str, encoding: str = DEFAULT_ENCODING, errors: str = DEFAULT_ERRORS) -> str:
     """Decode bytes to text: drop a byte-order mark, turn CRLF and CR line ends into LF."""
     return "".join(decoded_pieces([data], name, encoding, errors))
 
 
-def read_text(source: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+def read_text(source: str, encoding: str = DEFAULT_ENCODING, errors: str = DEFAULT_ERRORS) -> str:
     """The text of a file, or of standard input for ``-``."""
     return decode_text(read_bytes(source), source_name(source), encoding, errors)
 
 
-def not_text(path: str, encoding: str = "utf-8", errors: str = "strict") -> str | None:
+def not_text(path: str, encoding: str = DEFAULT_ENCODING, errors: str = DEFAULT_ERRORS) -> str | None:
     """Why the file at ``path`` is not taken for a text file, or None if it is: its first
     SNIFF_SIZE bytes must decode in ``encoding`` and hold no NUL character (as git and grep
     tell text from binary). Only the head is read; later bytes are checked in training."""
@@ -169,8 +172,8 @@ def not_text(path: str, encoding: str = "utf-8", errors: str = "strict") -> str 
     return "binary (a NUL byte near its start)" if "\0" in text else None
 
 
-def text_files(folder: str, encoding: str = "utf-8",
-               errors: str = "strict") -> tuple[list[str], dict[str, str]]:
+def text_files(folder: str, encoding: str = DEFAULT_ENCODING,
+               errors: str = DEFAULT_ERRORS) -> tuple[list[str], dict[str, str]]:
     """The text files of a folder, sorted by name, and those skipped, with why.
 
     Taken: the regular files (or links to them) directly in the folder, not
@@ -194,8 +197,8 @@ def text_files(folder: str, encoding: str = "utf-8",
     return taken, skipped
 
 
-def training_files(sources: Sequence[str], encoding: str = "utf-8",
-                   errors: str = "strict") -> tuple[list[str], dict[str, str]]:
+def training_files(sources: Sequence[str], encoding: str = DEFAULT_ENCODING,
+                   errors: str = DEFAULT_ERRORS) -> tuple[list[str], dict[str, str]]:
     """The files named by ``sources``, in order: a folder stands for its text files
     (``text_files``), anything else for itself. Returns them, and the files of folders
     skipped, with why. A folder with no text file is an error."""

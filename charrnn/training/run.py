@@ -16,9 +16,11 @@ from pathlib import Path
 from charrnn.data.cache import default_cache_dir
 from charrnn.data.corpus import load_corpus
 from charrnn.data.known_records import MAX_KEPT
-from charrnn.data.sources import default_corpus, training_files
+from charrnn.data.sources import (DEFAULT_ENCODING, DEFAULT_ERRORS, default_corpus,
+                                  training_files)
 from charrnn.errors import CharrnnError, SettingsConflict, counted, shown_characters
 from charrnn.io.atomic import check_writable
+from charrnn.nn.cells import CELLS
 from charrnn.nn.model import ModelConfig
 from charrnn.saving.checkpoint import Checkpoint, load_checkpoint
 from charrnn.saving.pytorch import is_safetensors, load_safetensors
@@ -62,7 +64,7 @@ def read_model(path: str) -> Checkpoint:
 
 def start_run(files: Sequence[str], out: str | None, settings: dict, notify: Notify, *,
               resume: str | None = None, init_from: str | None = None,
-              encoding: str = "utf-8", errors: str = "strict") -> Trainer:
+              encoding: str = DEFAULT_ENCODING, errors: str = DEFAULT_ERRORS) -> Trainer:
     """A trainer for the run on ``files`` (the shipped corpus if none) that ``settings``
     (training and architecture settings by name, only those given) describe: a new model,
     one fine-tuned from ``init_from``'s weights, or one resumed from ``resume``."""
@@ -81,6 +83,7 @@ def start_run(files: Sequence[str], out: str | None, settings: dict, notify: Not
     check_writable(out_path)
     read = {"encoding": encoding, "errors": errors, "cache_dir": default_cache_dir()}
     architecture = {name: settings[name] for name in ARCHITECTURE_SETTINGS if name in settings}
+    check_architecture_settings(architecture)
     if resume:
         checkpoint = load_checkpoint(resume)
         check_architecture(checkpoint.model.config, architecture, "resumed")
@@ -103,6 +106,18 @@ def start_run(files: Sequence[str], out: str | None, settings: dict, notify: Not
                           start, notify)
     describe_start(trainer, text_name(files, sources), notify)
     return trainer
+
+
+def check_architecture_settings(architecture: dict) -> None:
+    """Refuse a cell charrnn does not have, or a size that is not a whole number of at least 1."""
+    cell = architecture.get("cell", MODEL_DEFAULTS["cell"])
+    if cell not in CELLS:
+        raise CharrnnError(f"unknown cell {cell!r}: one of {', '.join(CELLS)}")
+    for name in ("hidden_size", "num_layers", "embedding_size"):
+        value = architecture.get(name)
+        if value is not None and not (type(value) is int and value >= 1):
+            raise CharrnnError(f"the setting {name} is {value!r}, not a whole number of at "
+                               "least 1")
 
 
 def new_run(sources: list[str], settings: TrainSettings, architecture: dict, out_path: Path,
