@@ -2,5 +2,5 @@
 through the model (surprise, guesses, unit values), and the units that follow simple
 features of a text.
 
-Imports ``charrnn.training`` and below; never ``cli``.
+Imports ``charrnn.training`` and below; never ``api`` or ``cli``.
 """
