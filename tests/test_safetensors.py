@@ -119,13 +119,13 @@ def test_fine_tuning_and_sampling_start_from_an_export(tmp_path, tiny_checkpoint
     assert sampled.exit_code == 0 and sampled.stdout
 
 
-def test_a_cell_pytorch_has_no_layer_for_is_refused_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setitem(CELLS, "lstm-peephole", CELLS["lstm"])
-    trainer = make_trainer(TINY_TEXT, tmp_path / "m.npz", cell="lstm-peephole")
+@pytest.mark.parametrize("cell", sorted(set(CELLS) - {"lstm", "gru", "rnn"}))
+def test_a_cell_pytorch_has_no_layer_for_is_refused_in_one_line(tmp_path, cell):
+    trainer = make_trainer(TINY_TEXT, tmp_path / "m.npz", cell=cell)
     checkpoint = Checkpoint(trainer.model, trainer.corpus.vocab)
     with pytest.raises(CharrnnError) as refused:
         save_safetensors(tmp_path / "m.safetensors", checkpoint, None)
-    assert str(refused.value) == ("a lstm-peephole model cannot be written as PyTorch weights: "
+    assert str(refused.value) == (f"a {cell} model cannot be written as PyTorch weights: "
                                   "torch.nn has no such layer (only lstm, gru, rnn models can be)")
     assert not (tmp_path / "m.safetensors").exists()
 
