@@ -4,6 +4,7 @@ repetition penalty, through the command line."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -44,8 +45,9 @@ def test_each_option_draws_as_the_sampler_given_it_does(tiny_checkpoint, option,
     changed = run(*base, *option)
     assert changed.exit_code == 0 and changed.stderr == ""
     loaded = load_checkpoint(tiny_checkpoint)
-    drawn = whole_samples(generate(loaded.model, loaded.vocab, seed=2, num_samples=3, length=80,
-                                   temperature=1.2, sampling=sampling), 3)
+    drawn = whole_samples(generate(loaded.model, loaded.vocab,
+                                   replace(sampling, length=80, temperature=1.2), seed=2,
+                                   num_samples=3), 3)
     assert changed.stdout == "".join(sample.text + "\n" for sample in drawn)
     assert changed.stdout != run(*base).stdout
 
@@ -56,9 +58,9 @@ def test_the_repetition_window_limits_what_the_penalty_sees(tiny_checkpoint):
     base = ("sample", tiny_checkpoint, "-n", 80, "-t", 0, "--repetition-penalty", 1.5)
     windowed = run(*base, "--repetition-window", 3).stdout
     loaded = load_checkpoint(tiny_checkpoint)
-    drawn = whole_samples(generate(loaded.model, loaded.vocab, seed=0, length=80, temperature=0,
-                                   sampling=Sampling(repetition_penalty=1.5,
-                                                     repetition_window=3)), 1)
+    drawn = whole_samples(generate(loaded.model, loaded.vocab,
+                                   Sampling(length=80, temperature=0, repetition_penalty=1.5,
+                                            repetition_window=3), seed=0), 1)
     assert windowed == drawn[0].text + "\n"
     assert windowed != run(*base, "--repetition-window", 0).stdout
 
