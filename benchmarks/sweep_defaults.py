@@ -57,7 +57,11 @@ CONFIGS: dict[str, list[str]] = {
     "h384": ["--hidden-size", "384"],
     "h512": ["--hidden-size", "512"],
     "h192x3": ["--hidden-size", "192", "--num-layers", "3"],
+    "drop0": ["--dropout", "0"],
     "drop0.1": ["--dropout", "0.1"],
+    "drop0.2": ["--dropout", "0.2"],
+    "drop0.35": ["--dropout", "0.35"],
+    "drop0.5": ["--dropout", "0.5"],
     "drop0.2-h384": ["--dropout", "0.2", "--hidden-size", "384"],
     "eval500": ["--eval-every", "500"],
     # The recipe of a run of over 1,200 s, and the 2 x 256 model with the dropout of a run of
