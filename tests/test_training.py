@@ -361,9 +361,12 @@ def test_the_defaults_chosen_for_a_budget_are_saved_and_kept_on_resume(tmp_path,
                                       "--max-time", "1", "--hidden-size", "8"])
     assert result.exit_code == 0, result.output
     checkpoint = load_checkpoint(out)
-    assert checkpoint.training["settings"]["lr"] == 5e-3
+    # A second of a tiny text reads it as often as hours of tinyshakespeare: dropout.
+    assert (checkpoint.training["settings"]["lr"], checkpoint.training["settings"]["dropout"]) \
+        == (5e-3, 0.2)
     read_corpus = tiny_text_reader(checkpoint)
-    assert resume_trainer(checkpoint, read_corpus, out, {"max_steps": 1000}).settings.lr == 5e-3
+    resumed = resume_trainer(checkpoint, read_corpus, out, {"max_steps": 1000}).settings
+    assert (resumed.lr, resumed.dropout) == (5e-3, 0.2)
 
 
 def test_settings_survive_the_checkpoints_json():

@@ -143,7 +143,9 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--clip", type=setting_type("clip"), default=DEFAULTS.clip,
               help="Clip gradients to this global norm (0: no clipping).")
 @click.option("--dropout", type=setting_type("dropout"), default=None,
-              help=f"Drop each layer's outputs with this probability while training "
+              help=f"Drop each layer's outputs with this probability while training; a run "
+                   f"by the clock on a text shorter or longer than tinyshakespeare takes the "
+                   f"dropout of the budget that reads tinyshakespeare as often "
                    f"{budget_default_help('dropout')}.")
 @click.option("--seed", type=setting_type("seed"), default=DEFAULTS.seed,
               help="Seed for the initial weights and dropout.")

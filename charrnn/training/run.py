@@ -100,9 +100,8 @@ def start_run(files: Sequence[str], out: str | None, settings: dict, notify: Not
         if init_from is not None:
             start = read_model(init_from)
             check_architecture(start.model.config, architecture, "fine-tuned")
-        chosen = TrainSettings(**{name: settings[name] for name in TRAINING_SETTINGS
-                                  if name in settings})
-        trainer = new_run(sources, chosen, {**MODEL_DEFAULTS, **architecture}, out_path, read,
+        given = {name: settings[name] for name in TRAINING_SETTINGS if name in settings}
+        trainer = new_run(sources, given, {**MODEL_DEFAULTS, **architecture}, out_path, read,
                           start, notify)
     describe_start(trainer, text_name(files, sources), notify)
     return trainer
@@ -120,14 +119,17 @@ def check_architecture_settings(architecture: dict) -> None:
                                "least 1")
 
 
-def new_run(sources: list[str], settings: TrainSettings, architecture: dict, out_path: Path,
+def new_run(sources: list[str], given: dict, architecture: dict, out_path: Path,
             read: dict, init_from: Checkpoint | None, notify: Notify) -> Trainer:
     """A trainer for a fresh model (of ``architecture``, its width by default the recipe's),
     or with ``init_from`` for one fine-tuned from that checkpoint (in its vocabulary, extended
-    by the text's new characters)."""
-    corpus = load_corpus(sources, records=settings.records, delimiter=settings.delimiter,
-                         val_fraction=settings.val_fraction, extend_vocab=True,
+    by the text's new characters), trained with the ``given`` settings and, for the rest,
+    the recipe of the run's limits and its text's length."""
+    layout = TrainSettings(**given)  # how to read the text, which the recipe does not change
+    corpus = load_corpus(sources, records=layout.records, delimiter=layout.delimiter,
+                         val_fraction=layout.val_fraction, extend_vocab=True,
                          vocab=None if init_from is None else init_from.vocab, **read)
+    settings = TrainSettings(**given, text_chars=len(corpus.train_tokens))
     if init_from is None:
         width = architecture.get("hidden_size") or settings.recipe.hidden_size
         config = ModelConfig(corpus.vocab.size, **{**architecture, "hidden_size": width})
