@@ -168,9 +168,9 @@ class TextModel:
         known = self.checkpoint.known_records
         if beam_width is not None:
             if n != 1:
-                raise SettingsConflict("--beam-width gives one text: leave out --num-samples")
+                raise SettingsConflict("`beam_width` gives one text: leave out `num_samples`")
             if novel:
-                raise SettingsConflict("--novel draws at random: leave out --beam-width")
+                raise SettingsConflict("`novel` draws at random: leave out `beam_width`")
             self._warn_of_unknown(prime)
             best = beam_search(self.model, self.vocab, width=beam_width,
                                length=sampling.length, prime=prime)
@@ -181,8 +181,8 @@ class TextModel:
         temperatures = [t for t in sampling.temperatures for _ in range(n)]  # of each sample
         if novel:
             if known is None:
-                raise CharrnnError("--novel needs the training records, and this checkpoint "
-                                   "keeps none (only models trained with --records by this "
+                raise CharrnnError("`novel` needs the training records, and this checkpoint "
+                                   "keeps none (only models trained with `records` by this "
                                    "version do)")
             self._warn_of_unknown(prime)
             drawn = novel_samples(self.model, self.vocab, known, sampling, seed=seed,

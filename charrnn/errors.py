@@ -16,10 +16,10 @@ class CharrnnWarning(UserWarning):
     command line prints it as "note: ..." on stderr)."""
 
 
-def option_name(setting: str) -> str:
-    """The command-line option of a setting, as messages name it: ``--hidden-size`` for
-    ``hidden_size`` (the API takes each setting by the option's name with underscores)."""
-    return "--" + setting.replace("_", "-")
+def setting_name(setting: str) -> str:
+    """A setting as messages name it: ```hidden_size``` in backquotes, as the API takes it;
+    the command line shows each such name as its option, ``--hidden-size``."""
+    return f"`{setting}`"
 
 
 def counted(number: int, noun: str) -> str:

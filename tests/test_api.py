@@ -126,7 +126,7 @@ def test_the_library_prints_nothing_and_warns_of_what_it_skips(tiny_checkpoint, 
 def test_train_refuses_what_it_does_not_know(tmp_path, tiny_text_file):
     with pytest.raises(charrnn.CharrnnError, match="unknown training setting 'hiden_size'"):
         charrnn.train(tiny_text_file, tmp_path / "m.npz", hiden_size=8)
-    with pytest.raises(charrnn.SettingNeeded, match="--sample-length needs --sample-every"):
+    with pytest.raises(charrnn.SettingNeeded, match="`sample_length` needs `sample_every`"):
         charrnn.train(tiny_text_file, tmp_path / "m.npz", sample_length=8)
     with pytest.raises(charrnn.CharrnnError, match="the setting hidden_size is 0"):
         charrnn.train(tiny_text_file, tmp_path / "m.npz", hidden_size=0)

@@ -18,7 +18,7 @@ import click
 
 from charrnn._version import __version__
 from charrnn.cli import checkpoints, evaluate, sample, show, train
-from charrnn.cli.output import quiet_broken_pipe, replace_what_stdout_cannot_show
+from charrnn.cli.output import as_options, quiet_broken_pipe, replace_what_stdout_cannot_show
 from charrnn.data.sources import InvalidBytes
 from charrnn.errors import CharrnnError, CharrnnWarning, SettingsConflict
 from charrnn.training.trainer import StepTooLarge, TrainingDiverged
@@ -34,7 +34,7 @@ MAX_ERROR_LENGTH = 1000  # characters: a damaged file may put anything in a mess
 
 def error_line(message: str) -> None:
     """One line, however long or broken the message (it may quote a damaged file)."""
-    line = " ".join(message.splitlines())
+    line = " ".join(as_options(message).splitlines())
     if len(line) > MAX_ERROR_LENGTH:
         line = line[:MAX_ERROR_LENGTH] + "..."
     click.echo(f"charrnn: error: {line}", err=True)
@@ -45,7 +45,7 @@ def notes_on_stderr():
     """The library's ``CharrnnWarning``s, each printed as "note: ..." on stderr as it comes."""
     def show(message, category, *rest, **options):
         if issubclass(category, CharrnnWarning):
-            click.echo(f"note: {message}", err=True)
+            click.echo(f"note: {as_options(str(message))}", err=True)
         else:
             original(message, category, *rest, **options)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import math
+import re
 import os
 import sys
 from collections.abc import Callable
@@ -181,3 +182,9 @@ class OrderedWriter:
             if self.current not in self.finished:
                 return
             self.write("\n")
+
+
+def as_options(message: str) -> str:
+    """A library message as the command line says it: each setting it names in backquotes
+    (``errors.setting_name``) as its option, ```batch_size``` as ``--batch-size``."""
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda name: "--" + name[1].replace("_", "-"), message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from charrnn.cli.output import as_options
 from charrnn.generation.training_samples import LABELS, SamplesDrawn, TrainingSample
 from charrnn.training.run import Note
 from charrnn.training.trainer import TrainEvent
@@ -71,7 +72,8 @@ class TrainingReporter:
     def __call__(self, event: TrainEvent | Note | SamplesDrawn) -> None:
         if isinstance(event, Note):
             self.interrupted |= event.kind == "interrupted"
-            self.console.print(f"note: {event.message}" if event.kind == "note" else event.message,
+            message = as_options(event.message)
+            self.console.print(f"note: {message}" if event.kind == "note" else message,
                                highlight=False, markup=False, emoji=False, soft_wrap=True)
         elif isinstance(event, SamplesDrawn):
             self.show_samples(event.step, event.samples)

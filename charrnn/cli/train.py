@@ -11,7 +11,7 @@ import click
 
 from charrnn.api import RUN_OPTIONS, TRAIN_OPTIONS, train as train_model
 from charrnn.cli.output import FiniteFloatRange, encoding_option, errors_option, parse_escapes
-from charrnn.errors import CharrnnError, option_name
+from charrnn.errors import CharrnnError
 from charrnn.nn.cells import CELLS
 from charrnn.training.run import MODEL_DEFAULTS
 from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, DEFAULT_SHARDS, LR_SCHEDULES,

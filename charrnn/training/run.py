@@ -71,15 +71,15 @@ def start_run(files: Sequence[str], out: str | None, settings: dict, notify: Not
     if "-" in files and len(files) > 1:
         raise SettingsConflict("- (standard input) cannot be read with other files")
     if resume and init_from:
-        raise SettingsConflict("give --resume or --init-from, not both")
+        raise SettingsConflict("give `resume` or `init_from`, not both")
     sources, skipped = training_files(list(files) or [default_corpus()], encoding, errors)
     for path, reason in skipped.items():
         notify(Note(f"skipped {path}: {reason}"))
     out_path = Path(out or resume or default_out((list(files) or sources)[0]))
     if str(out) == "":
-        raise CharrnnError("--out must not be empty")
+        raise CharrnnError("`out` must not be empty")
     if any(out_path.resolve() == Path(source).resolve() for source in sources if source != "-"):
-        raise CharrnnError(f"--out {out_path} is the training text itself")
+        raise CharrnnError(f"`out` {out_path} is the training text itself")
     check_writable(out_path)
     read = {"encoding": encoding, "errors": errors, "cache_dir": default_cache_dir()}
     architecture = {name: settings[name] for name in ARCHITECTURE_SETTINGS if name in settings}
@@ -157,7 +157,7 @@ def describe_fine_tuning(checkpoint: Checkpoint, vocab, settings: TrainSettings,
                     f"vocabulary lacks, given new rows: {shown_characters(added)}"))
     if checkpoint.training is not None and saved_settings(checkpoint).records != settings.records:
         before, now = ("without", "with") if settings.records else ("with", "without")
-        notify(Note(f"the checkpoint was trained {before} --records, this run is {now} it"))
+        notify(Note(f"the checkpoint was trained {before} `records`, this run is {now} it"))
 
 
 def describe_start(trainer: Trainer, name: str, notify: Notify) -> None:
@@ -165,14 +165,14 @@ def describe_start(trainer: Trainer, name: str, notify: Notify) -> None:
     settings, windows, corpus = trainer.settings, trainer.windows, trainer.corpus
     if (windows.batch_size, windows.window_length) != (settings.batch_size,
                                                     settings.window_range()[1]):
-        notify(Note(f"the text is short: training with --batch-size {windows.batch_size} "
-                    f"--seq-length {windows.window_length}"))
+        notify(Note(f"the text is short: training with `batch_size` {windows.batch_size} "
+                    f"`seq_length` {windows.window_length}"))
     if len(corpus.val_tokens) < 2:
-        notify(Note("the text is too short to hold any out for validation; --keep-best and "
-                    "--patience have nothing to go on"))
+        notify(Note("the text is too short to hold any out for validation; `keep_best` and "
+                    "`patience` have nothing to go on"))
     if settings.records and trainer.known_records is None:
         notify(Note(f"more than {MAX_KEPT:,} records: the checkpoint will not keep them, so "
-                    "'sample --novel' and in_training are not available"))
+                    "sampling with `novel` and in_training are not available"))
     notify(Note(f"training on {name}: {counted(corpus.num_chars, 'character')}, vocabulary "
                 f"{corpus.vocab.size}, {trainer.model.config.num_params():,} parameters; "
                 f"{counted(trainer.workers.num_workers, 'thread')}", "start"))

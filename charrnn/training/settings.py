@@ -15,7 +15,7 @@ import reprlib
 from dataclasses import InitVar, dataclass, fields, replace
 from typing import get_args, get_type_hints
 
-from charrnn.errors import CharrnnError, SettingsConflict, option_name
+from charrnn.errors import CharrnnError, SettingsConflict, setting_name
 from charrnn.nn.model import ModelConfig
 
 DEFAULT_MAX_EPOCHS = 5  # how long to train when no stop limit is given
@@ -104,7 +104,7 @@ class SettingNeeded(SettingsConflict):
     """A setting was given without another that it needs."""
 
     def __init__(self, name: str, needed: str):
-        super().__init__(f"{option_name(name)} needs {option_name(needed)}")
+        super().__init__(f"{setting_name(name)} needs {setting_name(needed)}")
         self.name, self.needed = name, needed
 
 

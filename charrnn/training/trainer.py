@@ -25,7 +25,7 @@ import numpy as np
 from charrnn.data.corpus import Corpus
 from charrnn.data.known_records import KnownRecords, kept_records
 from charrnn.data.windows import Windows, fit_window
-from charrnn.errors import CharrnnError, option_name
+from charrnn.errors import CharrnnError, setting_name
 from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.nn.optim import Adam, clip_scale
 from charrnn.nn.scoring import score_tokens
@@ -74,7 +74,7 @@ class ArchitectureChanged(CharrnnError):
 
     def __init__(self, name: str, requested, saved, run: str):
         self.name, self.requested, self.saved = name, requested, saved
-        super().__init__(f"{option_name(name)} {requested} differs from the checkpoint's "
+        super().__init__(f"{setting_name(name)} {requested} differs from the checkpoint's "
                          f"{saved}; a {run} model keeps its architecture")
 
 
