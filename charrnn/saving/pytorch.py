@@ -53,7 +53,8 @@ class TorchLayer:
     gate_order: tuple[str, ...]  # its gate blocks, in charrnn's names for them
 
 
-# The cells PyTorch has a layer for: no other can be exported.
+# The cells PyTorch has a layer for; another cell is exported as the one of these whose
+# layer holds it (``Cell.pytorch_module``), or not at all.
 TORCH_LAYERS = {
     "lstm": TorchLayer("LSTM", ("input", "forget", "candidate", "output")),
     "gru": TorchLayer("GRU", ("reset", "update", "candidate")),
@@ -67,6 +68,18 @@ def torch_layer(cell: str) -> TorchLayer:
         raise CharrnnError(f"a {cell} model cannot be written as PyTorch weights: torch.nn has "
                            f"no such layer (only {', '.join(TORCH_LAYERS)} models can be)")
     return TORCH_LAYERS[cell]
+
+
+def held_cell(cell: str) -> str:
+    """The cell of TORCH_LAYERS whose PyTorch layer holds ``cell`` exactly (a CIFG LSTM is
+    held as an LSTM); one CharrnnError for a cell that no torch.nn layer holds."""
+    held = [name for name, layer in TORCH_LAYERS.items()
+            if layer.module == CELLS[cell].pytorch_module]
+    if not held:
+        exported = [name for name, other in CELLS.items() if other.pytorch_module]
+        raise CharrnnError(f"a {cell} model cannot be written as PyTorch weights: torch.nn has "
+                           f"no such layer (only {', '.join(exported)} models can be)")
+    return held[0]
 
 
 def _block_order(cell: str, to_torch: bool) -> list[int]:
@@ -86,10 +99,11 @@ def _reorder(array: np.ndarray, order: list[int]) -> np.ndarray:
 def torch_state(model: Model) -> dict[str, np.ndarray]:
     """The model's parameters under PyTorch's names and layouts."""
     config = model.config
-    order = _block_order(config.cell, to_torch=True)
+    order = _block_order(held_cell(config.cell), to_torch=True)
+    as_held = CELLS[config.cell].pytorch_weights  # in the held cell's gate order
     state = {"embedding.weight": model.params["embedding"]}
     for layer in range(config.num_layers):
-        input_weight, hidden_weight, bias = model.layer_weights(layer)
+        input_weight, hidden_weight, bias = as_held(*model.layer_weights(layer))
         state[f"rnn.weight_ih_l{layer}"] = _reorder(input_weight.T, order)  # (G*H, D)
         state[f"rnn.weight_hh_l{layer}"] = _reorder(hidden_weight.T, order)  # (G*H, H)
         state[f"rnn.bias_ih_l{layer}"] = _reorder(bias, order)  # (G*H,)
