@@ -47,7 +47,7 @@ import click
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charrnn.cli.train import flag
+from charrnn.cli.output import option_of as flag
 from charrnn.data.corpus import Corpus, load_corpus
 from charrnn.data.windows import Windows, fit_window
 from charrnn.nn.model import Model, init_params

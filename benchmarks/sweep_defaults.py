@@ -38,7 +38,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from charrnn.errors import option_name as flag
+from charrnn.cli.output import option_of as flag
 from charrnn.training.settings import recipe
 
 REPO = Path(__file__).resolve().parent.parent

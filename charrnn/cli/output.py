@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import codecs
 import math
-import re
 import os
+import re
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import click
 
 from charrnn.data.sources import DEFAULT_ENCODING, DEFAULT_ERRORS, ERROR_HANDLERS
-from charrnn.errors import CharrnnError
+from charrnn.errors import CharrnnError, setting_name
 from charrnn.generation.sampling import Piece
 
 
@@ -188,3 +188,8 @@ def as_options(message: str) -> str:
     """A library message as the command line says it: each setting it names in backquotes
     (``errors.setting_name``) as its option, ```batch_size``` as ``--batch-size``."""
     return re.sub(r"`([a-z][a-z0-9_]*)`", lambda name: "--" + name[1].replace("_", "-"), message)
+
+
+def option_of(setting: str) -> str:
+    """The command-line option of a setting: ``--hidden-size`` for ``hidden_size``."""
+    return as_options(setting_name(setting))
