@@ -112,25 +112,30 @@ def main() -> None:
     parser.add_argument("--step-times", help="each cell's step time in ms, as an earlier run "
                         "measured it (lstm=633,lstm-peephole=703,lstm-cifg=429), not measured "
                         "again: to add seeds to that run")
+    parser.add_argument("--cells", default=",".join(CELLS),
+                        help="comma-separated cells to train (lstm always among them)")
     args = parser.parse_args()
     corpora = args.corpus or [CORPUS]
     seeds = [int(seed) for seed in args.seeds.split(",")]
+    cells = list(dict.fromkeys(["lstm", *args.cells.split(",")]))
+    if not set(cells) <= set(CELLS):
+        parser.error(f"--cells: each is one of {', '.join(CELLS)}")
 
     if args.step_times:
         times = {cell: float(ms) / 1000 for cell, ms in
                  (pair.split("=") for pair in args.step_times.split(","))}
     else:
-        times = step_seconds(list(CELLS), args.seconds)
+        times = step_seconds(cells, args.seconds)
     chosen = recipe(None, None, args.seconds)
     speeds = {cell: chosen.batch_size * chosen.seq_length / time for cell, time in times.items()}
-    budgets = {cell: round(args.lstm_steps * times["lstm"] / times[cell]) for cell in CELLS}
+    budgets = {cell: round(args.lstm_steps * times["lstm"] / times[cell]) for cell in cells}
     print("one training step, one thread: " + ", ".join(
-        f"{cell} {times[cell] * 1000:.0f} ms ({budgets[cell]} steps)" for cell in CELLS) + "\n")
+        f"{cell} {times[cell] * 1000:.0f} ms ({budgets[cell]} steps)" for cell in cells) + "\n")
     print("| corpus | cell | seed | steps | held-out nats/char |")
     print("|---|---|---:|---:|---:|", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as temporary, \
-            ThreadPoolExecutor(max_workers=len(CELLS)) as pool:
+            ThreadPoolExecutor(max_workers=len(cells)) as pool:
         for corpus in corpora:
             folder = Path(temporary) / corpus.stem
             folder.mkdir()
@@ -138,13 +143,13 @@ def main() -> None:
             for seed in seeds:  # the cells at once
                 results += pool.map(train_and_score, *zip(*[
                     (corpus, held_out, cell, seed, args.seconds, budgets[cell], folder)
-                    for cell in CELLS]))
-                for result in results[-len(CELLS):]:
+                    for cell in cells]))
+                for result in results[-len(cells):]:
                     print(json.dumps(result), file=sys.stderr, flush=True)
                     print(f"| {result['corpus']} | {result['cell']} | {result['seed']} | "
                           f"{result['steps']:,} | {result['held_out']:.4f} |", flush=True)
     print(f"\nthe budget of {args.seconds:g} s: the LSTM's {args.lstm_steps:,} steps\n")
-    print("\n".join(summary(results, speeds)))
+    print("\n".join(summary(results, {cell: speeds[cell] for cell in cells})))
 
 
 if __name__ == "__main__":
