@@ -64,6 +64,8 @@ CONFIGS: dict[str, list[str]] = {
     "drop0.5": ["--dropout", "0.5"],
     "drop0.2-h384": ["--dropout", "0.2", "--hidden-size", "384"],
     "eval500": ["--eval-every", "500"],
+    # The step at which charrnn trains as fast as PyTorch (issue 21, item 1).
+    "b64-t100": ["--batch-size", "64", "--seq-length", "100"],
     # The recipe of a run of over 1,200 s, and the 2 x 256 model with the dropout of a run of
     # 500 to 1,200 s (settings.TIME_BUDGET_DEFAULTS): compared at 600 s.
     "long": ["--hidden-size", "512", "--batch-size", "64", "--seq-length", "100", "--lr", "2e-3",
