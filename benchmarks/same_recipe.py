@@ -1,11 +1,12 @@
 """charrnn against PyTorch with charrnn's own recipe: the held-out loss each reaches in a budget.
 
 For a budget of S seconds, charrnn trains as ``charrnn train TEXT --max-time S``
-would: with the recipe of an S-second run (``settings.recipe``: width, batch,
-window, learning rate, dropout; the cosine schedule, clipping). The recipe is
-then read back from charrnn's checkpoint, and PyTorch (``nn.Embedding`` ->
-``nn.LSTM`` -> ``nn.Linear``, ``torch.optim.Adam``, ``clip_grad_norm_``, both
-LSTM biases trained) trains the same model with it, from the weights charrnn
+would: with the recipe of an S-second run on that text (``settings.recipe``:
+width, batch, window, learning rate, dropout; the cosine schedule, clipping).
+The recipe is then read back from charrnn's checkpoint, and PyTorch
+(``nn.Embedding`` -> ``nn.LSTM`` -> ``nn.Linear``, ``torch.optim.Adam``,
+``clip_grad_norm_``, both LSTM biases trained, each layer's output dropped as
+charrnn drops it) trains the same model with it, from the weights charrnn
 started from: the same windows of the same streams in the same order, the
 state carried from window to window and reset at every epoch and at <START>,
 the learning rate of charrnn's schedule over PyTorch's own steps. Both are
@@ -39,15 +40,15 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
 import click
 import numpy as np
+from sweep_defaults import recipe_options
 from threadpoolctl import threadpool_limits
 
-from charrnn.cli.output import option_of as flag
 from charrnn.data.corpus import Corpus, load_corpus
 from charrnn.data.windows import Windows, fit_window
 from charrnn.nn.model import Model, init_params
@@ -55,7 +56,7 @@ from charrnn.nn.optim import Adam
 from charrnn.nn.scoring import score_tokens
 from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.schedules import Progress, learning_rate
-from charrnn.training.settings import DEFAULT_SHARDS, available_cores, recipe
+from charrnn.training.settings import DEFAULT_SHARDS, TrainSettings, available_cores, recipe
 from charrnn.training.state import saved_settings
 
 ROUNDS = 3  # of the speed measurement, each side timed once a round
@@ -63,11 +64,11 @@ ROUNDS = 3  # of the speed measurement, each side timed once a round
 
 # -- steps in a budget ---------------------------------------------------------------
 
-def recipe_options(seconds: float) -> list[str]:
-    """``charrnn train`` options that give a run limited by steps the recipe of a
-    ``seconds`` run."""
-    return [option for name, value in asdict(recipe(None, None, seconds)).items()
-            for option in (flag(name), str(value))]
+def training_chars(text: str) -> int:
+    """The training tokens of ``text`` as ``charrnn train`` lays it out, which its recipe
+    follows (``settings.recipe``)."""
+    return len(load_corpus(text, records=False, delimiter="\n",
+                           val_fraction=TrainSettings.val_fraction).train_tokens)
 
 
 def measure_rates(seconds: float, min_seconds: float) -> dict[str, float]:
@@ -103,7 +104,7 @@ def train_charrnn(text: str, seconds: float, steps: int, seed: int, checkpoint: 
     core, validating only at the end."""
     command = [sys.executable, "-m", "charrnn", "train", text, "--out", str(checkpoint),
                "--seed", str(seed), "--max-steps", str(steps), "--eval-every", str(steps),
-               "--threads", "1", *recipe_options(seconds)]
+               "--threads", "1", *recipe_options(seconds, training_chars(text))]
     subprocess.run(command, check=True, capture_output=True,
                    env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
 
@@ -119,9 +120,7 @@ def train_torch(checkpoint_path: Path, text: str, steps: int) -> tuple[Model, Mo
     checkpoint = load_checkpoint(checkpoint_path)
     settings = replace(saved_settings(checkpoint), max_steps=steps, max_epochs=None,
                        max_time=None)
-    if settings.dropout:
-        raise click.ClickException("the PyTorch side has no dropout after the top layer; "
-                                   "compare recipes without dropout")
+    torch.manual_seed(settings.seed)  # its dropout masks
     corpus = load_corpus(text, records=settings.records, delimiter=settings.delimiter,
                          val_fraction=settings.val_fraction, vocab=checkpoint.vocab)
     config = checkpoint.model.config

@@ -75,9 +75,10 @@ CONFIGS: dict[str, list[str]] = {
 }
 
 
-def recipe_options(seconds: float) -> list[str]:
-    """The options that give a run limited by steps the defaults of a ``seconds`` run."""
-    chosen = recipe(None, None, seconds)
+def recipe_options(seconds: float, text_chars: int | None = None) -> list[str]:
+    """The options that give a run limited by steps the defaults of a ``seconds`` run: on a
+    text of ``text_chars`` training tokens, else those measured on tinyshakespeare."""
+    chosen = recipe(None, None, seconds, text_chars)
     return [option for name, value in asdict(chosen).items()
             for option in (flag(name), str(value))]
 

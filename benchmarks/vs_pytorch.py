@@ -91,15 +91,18 @@ def to_torch(array: np.ndarray):
 
 
 class TorchModel:
-    """embedding -> nn.LSTM -> linear, made from charrnn's parameters."""
+    """embedding -> nn.LSTM -> linear, made from charrnn's parameters; with ``dropout``, each
+    layer's output dropped as charrnn drops it (nn.LSTM's dropout between the layers, and
+    nn.Dropout on the top layer's)."""
 
-    def __init__(self, params: Params, config: ModelConfig, stock: bool):
+    def __init__(self, params: Params, config: ModelConfig, stock: bool, dropout: float = 0.0):
         V, E, H, L = (config.vocab_size, config.embedding_size, config.hidden_size,
                       config.num_layers)
         dtype = torch.float64 if params["output.weight"].dtype == np.float64 else torch.float32
         self.config, self.rows = config, gate_rows(H)
         self.embedding = torch.nn.Embedding(V, E).to(dtype)
-        self.lstm = torch.nn.LSTM(E, H, L).to(dtype)  # time-major (T, B, ...), like charrnn
+        self.lstm = torch.nn.LSTM(E, H, L, dropout=dropout if L > 1 else 0.0).to(dtype)  # (T, B, ...)
+        self.top_dropout = torch.nn.Dropout(dropout)
         self.output = torch.nn.Linear(H, V).to(dtype)
         with torch.no_grad():
             self.embedding.weight.copy_(to_torch(params["embedding"]))
@@ -133,7 +136,7 @@ class TorchModel:
             x = self.embedding(to_torch(inputs[begin:end].astype(np.int64)))  # (T', B, E)
             top, (h, c) = self.lstm(x, (h * keep, c * keep))
             outputs.append(top)
-        return self.output(torch.cat(outputs)), (h, c)
+        return self.output(self.top_dropout(torch.cat(outputs))), (h, c)
 
     def charrnn_params(self) -> Params:
         """The weights as charrnn's parameters (the two biases summed)."""
@@ -183,7 +186,7 @@ class TorchRun:
 
     def __init__(self, params: Params, config: ModelConfig, settings: TrainSettings,
                  batch_size: int, like: Adam, stock: bool):
-        self.model = TorchModel(params, config, stock)
+        self.model = TorchModel(params, config, stock, settings.dropout)
         self.settings, self.stock = settings, stock
         self.optimizer = (
             torch.optim.Adam(self.model.params, settings.lr, (like.beta1, like.beta2), like.eps)
