@@ -38,6 +38,7 @@ import click
 import numpy as np
 
 from charrnn.data.windows import Windows
+from charrnn.nn.cells import CELLS
 from charrnn.nn.model import Model, ModelConfig, init_params
 from charrnn.nn.optim import Adam, clip_scale
 from charrnn.training.parallel import Workers
@@ -55,6 +56,7 @@ class Setup:
     batch_size: int
     seq_length: int
     num_layers: int = 2
+    cell: str = "lstm"
 
     @property
     def chars_per_step(self) -> int:
@@ -62,7 +64,8 @@ class Setup:
 
 
 SETUPS = (Setup("a", 128, 50, 50), Setup("b", 256, 64, 100), Setup("c", 512, 64, 100),
-          Setup("d", 256, 32, 64))  # d: the shape of ``charrnn train``'s default step
+          Setup("d", 256, 32, 64),  # d: the shape of ``charrnn train``'s default step
+          Setup("e", 256, 32, 64, cell="lstm-cifg"))  # d's step of the CIFG LSTM
 
 
 # -- FLOPs and GEMM speed ----------------------------------------------------
@@ -71,14 +74,15 @@ def step_gemms(setup: Setup) -> list[tuple[int, int, int]]:
     """Every matrix product (m, k, n) of one training step: (m, k) @ (k, n)."""
     T, B, H, E, V = (setup.seq_length, setup.batch_size, setup.hidden_size,
                      EMBEDDING_SIZE, VOCAB_SIZE)
+    G = CELLS[setup.cell].num_gates * H  # the gates' columns
     gemms = []
     for layer in range(setup.num_layers):
         D = E if layer == 0 else H
-        gemms += [(T * B, D, 4 * H)]  # input projections of all steps
-        gemms += [(B, H, 4 * H)] * T  # recurrent products, forward
-        gemms += [(B, 4 * H, H)] * T  # recurrent products, backward
-        gemms += [(D, T * B, 4 * H), (H, T * B, 4 * H)]  # dWx, dWh
-        gemms += [(T * B, 4 * H, D)]  # dx
+        gemms += [(T * B, D, G)]  # input projections of all steps
+        gemms += [(B, H, G)] * T  # recurrent products, forward
+        gemms += [(B, G, H)] * T  # recurrent products, backward
+        gemms += [(D, T * B, G), (H, T * B, G)]  # dWx, dWh
+        gemms += [(T * B, G, D)]  # dx
     gemms += [(T * B, H, V), (H, T * B, V), (T * B, V, H)]  # logits, dW, dh of the output layer
     return gemms
 
@@ -141,7 +145,8 @@ def charrnn_step(setup: Setup, threads: int,
                  shards: int) -> tuple[Callable[[int], None], Workers]:
     """The step of ``charrnn train`` (loss and gradients, their norm, a clipped Adam update)
     as run_step(index), and the workers it runs on (close them when done)."""
-    config = ModelConfig(VOCAB_SIZE, EMBEDDING_SIZE, setup.hidden_size, setup.num_layers)
+    config = ModelConfig(VOCAB_SIZE, EMBEDDING_SIZE, setup.hidden_size, setup.num_layers,
+                         setup.cell)
     model = Model(config, init_params(config, np.random.default_rng(0)))
     optimizer = Adam(model.params, 2e-3)
     workers = Workers(model, optimizer, min(threads, shards), shards)
@@ -159,14 +164,18 @@ def charrnn_step(setup: Setup, threads: int,
 
 def torch_step(setup: Setup) -> Callable[[int], None]:
     """The same step in PyTorch as run_step(index): embedding, nn.LSTM, linear,
-    cross-entropy, Adam."""
+    cross-entropy, Adam; a CIFG LSTM as nn.LSTM with its input gate tied to the negated
+    forget gate (``vs_pytorch.couple_input_and_forget_``)."""
     import torch
+    from vs_pytorch import couple_input_and_forget_
 
     torch.set_num_threads(available_cores())
     torch.manual_seed(0)
     H = setup.hidden_size
     embedding = torch.nn.Embedding(VOCAB_SIZE, EMBEDDING_SIZE)
     lstm = torch.nn.LSTM(EMBEDDING_SIZE, H, setup.num_layers)  # time-major, like charrnn
+    if setup.cell == "lstm-cifg":
+        couple_input_and_forget_(lstm)
     output = torch.nn.Linear(H, VOCAB_SIZE)
     params = [*embedding.parameters(), *lstm.parameters(), *output.parameters()]
     optimizer = torch.optim.Adam(params, lr=2e-3)
@@ -223,7 +232,8 @@ def chars_per_sec(setup: Setup, times: list[float]) -> float:
 @click.option("--min-steps", default=8, show_default=True, help="Timed steps per configuration.")
 @click.option("--min-seconds", default=5.0, show_default=True,
               help="Time at least this long per configuration.")
-@click.option("--only", default="abcd", show_default=True, help="Which configurations to run.")
+@click.option("--only", default="abcd", show_default=True,
+              help="Which configurations to run (e: d's step of the CIFG LSTM).")
 @click.option("--threads", type=click.IntRange(min=1), default=available_cores(),
               show_default="the cores available",
               help="Worker processes of the charrnn step.")
@@ -270,8 +280,8 @@ def measure(setup: Setup, charrnn_run, threads: int, with_torch: bool, rounds: i
                                                                  min_seconds)))
     speed, flops, peak = statistics.median(speeds), training_flops(setup), gemm_peak(setup)
     row = {
-        "config": setup.name, "threads": threads, "layers": setup.num_layers,
-        "hidden_size": setup.hidden_size,
+        "config": setup.name, "cell": setup.cell, "threads": threads,
+        "layers": setup.num_layers, "hidden_size": setup.hidden_size,
         "batch_size": setup.batch_size, "seq_length": setup.seq_length,
         "chars_per_sec": round(speed), "rounds": [round(value) for value in speeds],
         "best_chars_per_sec": round(best),
@@ -289,14 +299,14 @@ def measure(setup: Setup, charrnn_run, threads: int, with_torch: bool, rounds: i
 
 
 def print_table(rows: list[dict], with_torch: bool) -> None:
-    header = f"\n{'config':<14} {'chars/s':>9} {'GFLOP/s':>8} {'GEMM GFLOP/s':>13} {'of GEMM':>8}"
+    header = f"\n{'config':<24} {'chars/s':>9} {'GFLOP/s':>8} {'GEMM GFLOP/s':>13} {'of GEMM':>8}"
     if with_torch:
         header += f" {'torch chars/s':>14} {'ratio':>6}"
     click.echo(header)
     for row in rows:
         name = f"{row['config']} {row['layers']}x{row['hidden_size']} " \
-               f"{row['batch_size']}x{row['seq_length']}"
-        line = (f"{name:<14} {row['chars_per_sec']:>9,} {row['train_gflop_per_sec']:>8} "
+               f"{row['batch_size']}x{row['seq_length']} {row['cell']}"
+        line = (f"{name:<24} {row['chars_per_sec']:>9,} {row['train_gflop_per_sec']:>8} "
                 f"{row['gemm_gflop_per_sec']:>13} {row['fraction_of_gemm']:>8.0%}")
         if with_torch:
             line += f" {row['torch_chars_per_sec']:>14,} {row['charrnn_over_torch']:>6}"

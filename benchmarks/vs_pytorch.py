@@ -20,6 +20,10 @@ reads, step for step, in one process:
   weights: ``torch.optim.Adam``, ``clip_grad_norm_`` and both biases trained.
 
 The gates map as charrnn's columns i, f, o, g -> torch's rows i, f, g, o.
+A CIFG LSTM (``--cell lstm-cifg`` in a checkpoint that ``same_recipe.py``
+reads) trains in ``nn.LSTM`` with its input gate's rows tied to the negated
+forget gate's (``couple_input_and_forget_``): PyTorch's fused LSTM kernel
+computing charrnn's CIFG exactly.
 From identical weights, charrnn and pytorch must agree within float32 noise
 on the training loss of every step: a check of the whole loop (windows,
 state, loss, clipping, Adam, schedule), not only of the gradients. Run with
@@ -66,6 +70,7 @@ import numpy as np
 from heldout import held_out_corpus, held_out_loss, trainer_from
 
 from charrnn.data.vocab import START_ID
+from charrnn.nn.cells import CELLS
 from charrnn.nn.model import Model, ModelConfig, Params, init_params
 from charrnn.nn.optim import Adam
 from charrnn.training.settings import TrainSettings, available_cores
@@ -90,16 +95,38 @@ def to_torch(array: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
+def couple_input_and_forget_(lstm) -> None:
+    """Make an nn.LSTM a CIFG LSTM: in every layer, the input gate's rows of the weights and
+    biases become the negated forget gate's (``torch.nn.utils.parametrize``), so that
+    i = sigmoid(-a_f) = 1 - f in PyTorch's fused kernel, and the gradient of the input
+    gate's rows reaches the forget gate's."""
+    from torch.nn.utils import parametrize
+
+    H = lstm.hidden_size
+
+    class NegatedForget(torch.nn.Module):
+        def forward(self, rows):  # torch's gate rows i, f, g, o
+            return torch.cat([-rows[H: 2 * H], rows[H:]])
+
+    for layer in range(lstm.num_layers):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            parametrize.register_parametrization(lstm, f"{name}_l{layer}", NegatedForget())
+
+
 class TorchModel:
-    """embedding -> nn.LSTM -> linear, made from charrnn's parameters; with ``dropout``, each
-    layer's output dropped as charrnn drops it (nn.LSTM's dropout between the layers, and
-    nn.Dropout on the top layer's)."""
+    """embedding -> nn.LSTM -> linear, made from charrnn's parameters of an LSTM or a CIFG
+    LSTM (``couple_input_and_forget_``); with ``dropout``, each layer's output dropped as
+    charrnn drops it (nn.LSTM's dropout between the layers, and nn.Dropout on the top
+    layer's)."""
 
     def __init__(self, params: Params, config: ModelConfig, stock: bool, dropout: float = 0.0):
         V, E, H, L = (config.vocab_size, config.embedding_size, config.hidden_size,
                       config.num_layers)
         dtype = torch.float64 if params["output.weight"].dtype == np.float64 else torch.float32
         self.config, self.rows = config, gate_rows(H)
+        cell = CELLS[config.cell]
+        if cell.pytorch_module != "LSTM":
+            raise click.ClickException(f"PyTorch's nn.LSTM cannot train a {config.cell} model")
         self.embedding = torch.nn.Embedding(V, E).to(dtype)
         self.lstm = torch.nn.LSTM(E, H, L, dropout=dropout if L > 1 else 0.0).to(dtype)  # (T, B, ...)
         self.top_dropout = torch.nn.Dropout(dropout)
@@ -107,8 +134,9 @@ class TorchModel:
         with torch.no_grad():
             self.embedding.weight.copy_(to_torch(params["embedding"]))
             for layer in range(L):
-                Wx, Wh, b = (params[config.layer_prefix(layer) + name]
-                             for name in ("input_weight", "hidden_weight", "bias"))
+                Wx, Wh, b = cell.pytorch_weights(*(  # as the plain LSTM's (D, 4H), (H, 4H), (4H,)
+                    params[config.layer_prefix(layer) + name]
+                    for name in ("input_weight", "hidden_weight", "bias")))
                 getattr(self.lstm, f"weight_ih_l{layer}").copy_(to_torch(Wx[:, self.rows].T))
                 getattr(self.lstm, f"weight_hh_l{layer}").copy_(to_torch(Wh[:, self.rows].T))
                 getattr(self.lstm, f"bias_ih_l{layer}").copy_(to_torch(b[self.rows]))
@@ -116,6 +144,8 @@ class TorchModel:
                 getattr(self.lstm, f"bias_hh_l{layer}").requires_grad_(stock)
             self.output.weight.copy_(to_torch(params["output.weight"].T))
             self.output.bias.copy_(to_torch(params["output.bias"]))
+        if config.cell == "lstm-cifg":
+            couple_input_and_forget_(self.lstm)
         modules = (self.embedding, self.lstm, self.output)
         self.params = [p for module in modules for p in module.parameters() if p.requires_grad]
 
@@ -139,8 +169,11 @@ class TorchModel:
         return self.output(self.top_dropout(torch.cat(outputs))), (h, c)
 
     def charrnn_params(self) -> Params:
-        """The weights as charrnn's parameters (the two biases summed)."""
+        """The weights as charrnn's parameters (the two biases summed; of a CIFG LSTM, the
+        columns of its forget, output and candidate gates)."""
         order = np.argsort(self.rows)  # torch's rows back to charrnn's columns
+        if self.config.cell == "lstm-cifg":
+            order = order[self.config.hidden_size:]  # charrnn's i, f, o, g less i
         as_numpy = lambda tensor: tensor.detach().numpy().copy()  # noqa: E731
         params = {"embedding": as_numpy(self.embedding.weight)}
         for layer in range(self.config.num_layers):
