@@ -76,8 +76,8 @@ def step_seconds(cells: list[str], seconds: float, rounds: int = 15, steps: int 
 def train_and_score(corpus: Path, held_out: Path, cell: str, seed: int, seconds: float,
                     steps: int, directory: Path) -> dict:
     checkpoint = directory / f"{cell}-{seed}.npz"
-    charrnn("train", str(corpus), "--out", str(checkpoint), "--cell", cell, "--seed", str(seed),
-            "--max-steps", str(steps), *recipe_options(seconds), "--threads", "1")
+    charrnn("train", str(corpus), "--out", str(checkpoint), "--seed", str(seed),
+            "--max-steps", str(steps), *recipe_options(seconds), "--cell", cell, "--threads", "1")
     score = json.loads(charrnn("eval", "--json", str(checkpoint), str(held_out)).stdout)
     return {"corpus": corpus.name, "cell": cell, "seed": seed, "steps": steps,
             "held_out": round(score["nats_per_char"], 4)}

@@ -2,16 +2,18 @@
 
 For a budget of S seconds, charrnn trains as ``charrnn train TEXT --max-time S``
 would: with the recipe of an S-second run on that text (``settings.recipe``:
-width, batch, window, learning rate, dropout; the cosine schedule, clipping).
-The recipe is then read back from charrnn's checkpoint, and PyTorch
-(``nn.Embedding`` -> ``nn.LSTM`` -> ``nn.Linear``, ``torch.optim.Adam``,
-``clip_grad_norm_``, both LSTM biases trained, each layer's output dropped as
-charrnn drops it) trains the same model with it, from the weights charrnn
-started from: the same windows of the same streams in the same order, the
-state carried from window to window and reset at every epoch and at <START>,
-the learning rate of charrnn's schedule over PyTorch's own steps. Both are
-scored by charrnn's ``score_tokens`` on the end of the text that ``charrnn
-train`` holds out (the last 5%).
+cell, width, batch, window, learning rate, dropout; the cosine schedule,
+clipping). The recipe is then read back from charrnn's checkpoint, and
+PyTorch (``nn.Embedding`` -> ``nn.LSTM`` -> ``nn.Linear``,
+``torch.optim.Adam``, ``clip_grad_norm_``, both LSTM biases trained, each
+layer's output dropped as charrnn drops it; a CIFG LSTM as ``nn.LSTM`` with
+its input gate tied to the negated forget gate, see ``vs_pytorch.py``)
+trains the same model with it, from the weights charrnn started from: the
+same windows of the same streams in the same order, the state carried from
+window to window and reset at every epoch and at <START>, the learning rate
+of charrnn's schedule over PyTorch's own steps. Both are scored by charrnn's
+``score_tokens`` on the end of the text that ``charrnn train`` holds out
+(the last 5%).
 
 Budgets are counted in steps, not seconds: the machine is shared, and a
 wall-clock budget would measure the other users' load as much as either
@@ -77,7 +79,8 @@ def measure_rates(seconds: float, min_seconds: float) -> dict[str, float]:
     from train_speed import Setup, charrnn_step, time_steps, torch_step
 
     chosen = recipe(None, None, seconds)
-    setup = Setup("recipe", chosen.hidden_size, chosen.batch_size, chosen.seq_length)
+    setup = Setup("recipe", chosen.hidden_size, chosen.batch_size, chosen.seq_length,
+                  cell=chosen.cell)
     charrnn_run, workers = charrnn_step(setup, available_cores(), DEFAULT_SHARDS)
     torch_run = torch_step(setup)
     speeds: dict[str, list[float]] = {"charrnn": [], "pytorch": []}
@@ -90,6 +93,13 @@ def measure_rates(seconds: float, min_seconds: float) -> dict[str, float]:
         workers.close()
     click.echo(f"chars/s at {seconds:g} s's step, by round: {json.dumps(speeds)}", err=True)
     return {name: statistics.median(values) for name, values in speeds.items()}
+
+
+def step_shape(seconds: float) -> str:
+    """What a side's speed depends on in the recipe of a ``seconds`` run: "lstm-cifg
+    256x32x64" (cell, width, batch, window)."""
+    chosen = recipe(None, None, seconds)
+    return f"{chosen.cell} {chosen.hidden_size}x{chosen.batch_size}x{chosen.seq_length}"
 
 
 def budget_steps(seconds: float, chars_per_sec: float) -> int:
@@ -190,18 +200,15 @@ def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_on
     else:  # one measurement per step shape: the budgets' recipes may share one
         rates = {}
         for seconds in budgets:
-            chosen = recipe(None, None, seconds)
-            shape = f"{chosen.hidden_size}x{chosen.batch_size}x{chosen.seq_length}"
-            if shape not in rates:
-                rates[shape] = measure_rates(seconds, measure_seconds)
+            if step_shape(seconds) not in rates:
+                rates[step_shape(seconds)] = measure_rates(seconds, measure_seconds)
         (out_dir / "rates.json").write_text(json.dumps(rates, indent=1))
     if measure_only:
         return
     work = []
     for seconds in budgets:
-        chosen = recipe(None, None, seconds)
-        shape_rates = rates[f"{chosen.hidden_size}x{chosen.batch_size}x{chosen.seq_length}"]
-        steps = {name: budget_steps(seconds, rate) for name, rate in shape_rates.items()}
+        steps = {name: budget_steps(seconds, rate)
+                 for name, rate in rates[step_shape(seconds)].items()}
         work += [(text, seconds, int(seed), steps) for text in texts for seed in seeds.split(",")]
     rows = []
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \

@@ -37,7 +37,7 @@ from charrnn.saving.checkpoint import Checkpoint, load_checkpoint, save_checkpoi
 from charrnn.saving.export import for_sampling
 from charrnn.saving.pytorch import is_safetensors, load_safetensors, save_safetensors
 from charrnn.saving.shipped import pretrained_model
-from charrnn.training.run import MODEL_DEFAULTS, Note, start_run, stop_note
+from charrnn.training.run import MODEL_DEFAULTS, RECIPE_ARCHITECTURE, Note, start_run, stop_note
 from charrnn.training.settings import SettingNeeded, TrainSettings
 from charrnn.training.state import saved_settings
 from charrnn.training.trainer import TrainEvent
@@ -47,8 +47,8 @@ EXPORT_FORMATS = ("npz", "safetensors")
 # What ``train`` takes besides the training and architecture settings.
 RUN_OPTIONS = {"resume": None, "init_from": None, "encoding": DEFAULT_ENCODING,
                "errors": DEFAULT_ERRORS, "sample_every": None, "sample_length": DEFAULT_LENGTH}
-# Every setting ``train`` takes, with its default (None for a number: the recipe's, or none).
-TRAIN_OPTIONS = {**MODEL_DEFAULTS, "hidden_size": None,
+# Every setting ``train`` takes, with its default (None: the recipe's, or none).
+TRAIN_OPTIONS = {**MODEL_DEFAULTS, **dict.fromkeys(RECIPE_ARCHITECTURE),
                  **{setting.name: setting.default for setting in fields(TrainSettings)},
                  **RUN_OPTIONS}
 PathLike = str | os.PathLike

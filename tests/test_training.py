@@ -343,15 +343,20 @@ def test_given_values_win_over_any_recipe(limits, given):
     assert recipe_of(settings) == as_set(chosen)
 
 
-@pytest.mark.parametrize("settings, hidden_size", [
-    ({"max_time": 1800}, 512), ({"max_time": 900}, 256), ({"max_time": 300}, 256),
-    ({"max_steps": 10}, 256), ({"max_time": 1800, "hidden_size": 64}, 64),
+@pytest.mark.parametrize("settings, hidden_size, cell", [
+    ({"max_time": 1800}, 512, "lstm"), ({"max_time": 900}, 256, "lstm"),
+    ({"max_time": 500}, 256, "lstm"), ({"max_time": 200}, 256, "lstm-cifg"),
+    ({"max_steps": 10}, 256, "lstm"), ({}, 256, "lstm"),
+    ({"max_time": 120, "max_steps": 10}, 256, "lstm"),
+    ({"max_time": 1800, "hidden_size": 64}, 64, "lstm"),
+    ({"max_time": 120, "cell": "gru"}, 256, "gru"), ({"max_time": 900, "cell": "lstm-cifg"},
+                                                     256, "lstm-cifg"),
 ])
-def test_the_width_of_a_new_model_follows_the_time_budget(tmp_path, tiny_text_file, settings,
-                                                          hidden_size):
+def test_the_width_and_cell_of_a_new_model_follow_the_time_budget(tmp_path, tiny_text_file,
+                                                                  settings, hidden_size, cell):
     trainer = start_run([str(tiny_text_file)], str(tmp_path / "x.npz"),
                         {"threads": 1, **settings}, notify=lambda note: None)
-    assert trainer.model.config.hidden_size == hidden_size
+    assert (trainer.model.config.hidden_size, trainer.model.config.cell) == (hidden_size, cell)
 
 
 def test_the_defaults_chosen_for_a_budget_are_saved_and_kept_on_resume(tmp_path,

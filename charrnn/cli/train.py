@@ -25,15 +25,18 @@ def budget_default_help(name: str) -> str:
     """The default of the recipe setting ``name`` for --help: "[default: 0.003; for a run
     limited by --max-time alone, 0.005 up to 200 s, 0.003 up to 1200 s, 0.002 over 1200 s;
     on --resume, the checkpoint's]" (settings.TIME_BUDGET_DEFAULTS)."""
+    def shown(value) -> str:
+        return value if isinstance(value, str) else f"{value:g}"
+
     rows = [(seconds, getattr(chosen, name)) for seconds, chosen in TIME_BUDGET_DEFAULTS]
     parts, start = [], 0
     for (seconds, value), following in zip(rows, rows[1:] + [(None, None)]):
         if following[1] == value:
             continue  # one span with the next
-        parts.append(f"{value:g} up to {seconds:g} s" if seconds != math.inf
-                     else f"{value:g} over {start:g} s")
+        parts.append(f"{shown(value)} up to {seconds:g} s" if seconds != math.inf
+                     else f"{shown(value)} over {start:g} s")
         start = seconds
-    return (f"[default: {getattr(STANDARD, name):g}; for a run limited by --max-time alone, "
+    return (f"[default: {shown(getattr(STANDARD, name))}; for a run limited by --max-time alone, "
             f"{', '.join(parts)}; on --resume, the checkpoint's]")
 
 
@@ -113,9 +116,10 @@ def explicit_options(ctx: click.Context, names) -> dict:
 @click.option("--val-fraction", type=setting_type("val_fraction"),
               default=DEFAULTS.val_fraction,
               help="Fraction of the text (or of the records) held out for validation.")
-@click.option("--cell", type=click.Choice(sorted(CELLS)), default=MODEL_DEFAULTS["cell"],
+@click.option("--cell", type=click.Choice(sorted(CELLS)), default=None,
               help="Recurrent cell: LSTM, LSTM with peepholes (lstm-peephole) or with coupled "
-                   "input and forget gates (lstm-cifg), GRU, or vanilla tanh RNN.")
+                   "input and forget gates (lstm-cifg), GRU, or vanilla tanh RNN "
+                   f"{budget_default_help('cell')}.")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=None,
               help=f"Units per recurrent layer {budget_default_help('hidden_size')}.")
 @click.option("--num-layers", type=click.IntRange(min=1),

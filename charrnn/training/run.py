@@ -29,9 +29,10 @@ from charrnn.training.settings import TrainSettings
 from charrnn.training.state import saved_settings
 from charrnn.training.trainer import Trainer, check_architecture, new_trainer, resume_trainer
 
-# The model's defaults; hidden_size has none here: a new model takes its recipe's.
+# The model's defaults; its width and cell have none here: a new model takes its recipe's.
+RECIPE_ARCHITECTURE = ("hidden_size", "cell")
 MODEL_DEFAULTS = {setting.name: setting.default for setting in fields(ModelConfig)
-                  if setting.default is not MISSING and setting.name != "hidden_size"}
+                  if setting.default is not MISSING and setting.name not in RECIPE_ARCHITECTURE}
 ARCHITECTURE_SETTINGS = ("cell", "hidden_size", "num_layers", "embedding_size")
 TRAINING_SETTINGS = tuple(setting.name for setting in fields(TrainSettings))
 
@@ -109,8 +110,8 @@ def start_run(files: Sequence[str], out: str | None, settings: dict, notify: Not
 
 def check_architecture_settings(architecture: dict) -> None:
     """Refuse a cell charrnn does not have, or a size that is not a whole number of at least 1."""
-    cell = architecture.get("cell", MODEL_DEFAULTS["cell"])
-    if cell not in CELLS:
+    cell = architecture.get("cell")
+    if cell is not None and cell not in CELLS:
         raise CharrnnError(f"unknown cell {cell!r}: one of {', '.join(CELLS)}")
     for name in ("hidden_size", "num_layers", "embedding_size"):
         value = architecture.get(name)
@@ -121,7 +122,8 @@ def check_architecture_settings(architecture: dict) -> None:
 
 def new_run(sources: list[str], given: dict, architecture: dict, out_path: Path,
             read: dict, init_from: Checkpoint | None, notify: Notify) -> Trainer:
-    """A trainer for a fresh model (of ``architecture``, its width by default the recipe's),
+    """A trainer for a fresh model (of ``architecture``, its width and cell by default the
+    recipe's),
     or with ``init_from`` for one fine-tuned from that checkpoint (in its vocabulary, extended
     by the text's new characters), trained with the ``given`` settings and, for the rest,
     the recipe of the run's limits and its text's length."""
@@ -131,8 +133,9 @@ def new_run(sources: list[str], given: dict, architecture: dict, out_path: Path,
                          vocab=None if init_from is None else init_from.vocab, **read)
     settings = TrainSettings(**given, text_chars=len(corpus.train_tokens))
     if init_from is None:
-        width = architecture.get("hidden_size") or settings.recipe.hidden_size
-        config = ModelConfig(corpus.vocab.size, **{**architecture, "hidden_size": width})
+        config = ModelConfig(corpus.vocab.size, **{
+            **architecture, **{name: architecture.get(name) or getattr(settings.recipe, name)
+                               for name in RECIPE_ARCHITECTURE}})
     else:
         config = fine_tuned_config(init_from, corpus.vocab)
         describe_fine_tuning(init_from, corpus.vocab, settings, notify)
