@@ -64,6 +64,9 @@ CONFIGS: dict[str, list[str]] = {
     "drop0.5": ["--dropout", "0.5"],
     "drop0.2-h384": ["--dropout", "0.2", "--hidden-size", "384"],
     "eval500": ["--eval-every", "500"],
+    # The cell of the recipes over 200 s, and of every recipe before the CIFG LSTM.
+    "lstm": ["--cell", "lstm"],
+    "lstm-drop0.2": ["--cell", "lstm", "--dropout", "0.2"],
     # The step at which charrnn trains as fast as PyTorch (issue 21, item 1).
     "b64-t100": ["--batch-size", "64", "--seq-length", "100"],
     # The recipe of a run of over 1,200 s, and the 2 x 256 model with the dropout of a run of
