@@ -278,8 +278,8 @@ def train(files_or_path: PathLike | Sequence[PathLike] | None = None, out: PathL
     (default checkpoints/<name>.npz) and return it.
 
     ``settings`` are the command line's options by name with underscores, listed
-    below with their defaults; None for a number is the recipe's for the run's limits
-    (``max_time`` alone picks lr, dropout, width, batch and window), or no limit. A
+    below with their defaults; None is the recipe's for the run's limits (``max_time``
+    alone picks lr, dropout, cell, width, batch and window), or no limit. A
     setting left out on a ``resume`` keeps the checkpoint's. ``on_event`` receives a
     ``TrainEvent`` after every step and evaluation and at the end, a ``Note`` for anything
     skipped or changed, and ``SamplesDrawn`` every ``sample_every`` steps;
