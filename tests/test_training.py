@@ -22,7 +22,8 @@ from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.run import start_run
 from charrnn.training.schedules import Progress, learning_rate, window_length
 from charrnn.training.settings import (DEFAULT_MAX_EPOCHS, REFERENCE_TEXT_CHARS, STANDARD,
-                                       TIME_BUDGET_DEFAULTS, Recipe, TrainSettings)
+                                       STOP_LIMITS, TIME_BUDGET_DEFAULTS, Recipe, TrainSettings,
+                                       recipe)
 from charrnn.training.state import saved_settings
 from charrnn.training.trainer import TrainingDiverged, resume_trainer
 
@@ -300,18 +301,20 @@ def test_on_tinyshakespeare_the_text_changes_no_recipe():
                 == recipe_of(TrainSettings(max_time=seconds))), seconds
 
 
-@pytest.mark.parametrize("max_time, text_chars, dropout", [
-    (120, REFERENCE_TEXT_CHARS // 10, 0.2),  # read as often as tinyshakespeare in 1,200 s
-    (120, REFERENCE_TEXT_CHARS // 2, 0.0),   # ... in 240 s
-    (600, REFERENCE_TEXT_CHARS * 4, 0.0),    # ... in 150 s
-    (1000, REFERENCE_TEXT_CHARS // 100, 0.2),  # the standard width's strongest
-    (1800, REFERENCE_TEXT_CHARS * 100, 0.35),  # the wide recipe, whatever the text
-    (1800, REFERENCE_TEXT_CHARS // 100, 0.35),
+@pytest.mark.parametrize("max_time, text_chars, dropout, cell", [
+    (120, REFERENCE_TEXT_CHARS // 10, 0.2, "lstm"),  # read as often as tinyshakespeare in 1,200 s
+    (120, REFERENCE_TEXT_CHARS // 2, 0.0, "lstm"),   # ... in 240 s
+    (120, REFERENCE_TEXT_CHARS * 4, 0.0, "lstm-cifg"),  # ... in 30 s
+    (600, REFERENCE_TEXT_CHARS * 4, 0.0, "lstm"),    # ... in 150 s: a long run keeps its cell
+    (1000, REFERENCE_TEXT_CHARS // 100, 0.2, "lstm"),  # the standard width's strongest
+    (1800, REFERENCE_TEXT_CHARS * 100, 0.35, "lstm"),  # the wide recipe, whatever the text
+    (1800, REFERENCE_TEXT_CHARS // 100, 0.35, "lstm"),
 ])
-def test_a_run_by_the_clock_takes_the_dropout_of_the_epochs_its_text_allows(max_time, text_chars,
-                                                                          dropout):
+def test_a_run_by_the_clock_takes_the_dropout_and_cell_of_the_epochs_its_text_allows(
+        max_time, text_chars, dropout, cell):
     settings = TrainSettings(max_time=max_time, text_chars=text_chars)
     assert settings.dropout == dropout
+    assert recipe(None, None, max_time, text_chars).cell == cell
     plain = TrainSettings(max_time=max_time)  # the rest follows the steps, not the text
     assert (settings.lr, settings.batch_size, settings.seq_length) == (
         plain.lr, plain.batch_size, plain.seq_length)
@@ -339,7 +342,7 @@ def test_a_run_not_limited_by_time_alone_gets_the_standard_recipe(limits):
 ])
 def test_given_values_win_over_any_recipe(limits, given):
     settings = TrainSettings(**limits, **given)
-    chosen = replace(TrainSettings(**limits).recipe, **given)
+    chosen = replace(recipe(*(limits.get(name) for name in STOP_LIMITS)), **given)
     assert recipe_of(settings) == as_set(chosen)
 
 
@@ -352,11 +355,20 @@ def test_given_values_win_over_any_recipe(limits, given):
     ({"max_time": 120, "cell": "gru"}, 256, "gru"), ({"max_time": 900, "cell": "lstm-cifg"},
                                                      256, "lstm-cifg"),
 ])
-def test_the_width_and_cell_of_a_new_model_follow_the_time_budget(tmp_path, tiny_text_file,
-                                                                  settings, hidden_size, cell):
-    trainer = start_run([str(tiny_text_file)], str(tmp_path / "x.npz"),
+def test_the_width_and_cell_of_a_new_model_follow_the_time_budget(tmp_path, settings,
+                                                                  hidden_size, cell):
+    text = tmp_path / "text.txt"  # as long as tinyshakespeare: its recipes unchanged
+    text.write_text("To be, or not to be, that is the question.\n" * (REFERENCE_TEXT_CHARS // 40))
+    trainer = start_run([str(text)], str(tmp_path / "x.npz"),
                         {"threads": 1, **settings}, notify=lambda note: None)
     assert (trainer.model.config.hidden_size, trainer.model.config.cell) == (hidden_size, cell)
+
+
+def test_a_short_run_on_a_short_text_trains_the_lstm(tmp_path, tiny_text_file):
+    """Read hundreds of times in 120 s, it gets the LSTM with the dropout of a long run."""
+    trainer = start_run([str(tiny_text_file)], str(tmp_path / "x.npz"),
+                        {"threads": 1, "max_time": 120}, notify=lambda note: None)
+    assert (trainer.model.config.cell, trainer.settings.dropout) == ("lstm", 0.2)
 
 
 def test_the_defaults_chosen_for_a_budget_are_saved_and_kept_on_resume(tmp_path,

@@ -25,7 +25,7 @@ from charrnn.nn.model import ModelConfig
 from charrnn.saving.checkpoint import Checkpoint, load_checkpoint
 from charrnn.saving.pytorch import is_safetensors, load_safetensors
 from charrnn.training.fine_tune import fine_tuned_config, new_characters
-from charrnn.training.settings import TrainSettings
+from charrnn.training.settings import TrainSettings, recipe
 from charrnn.training.state import saved_settings
 from charrnn.training.trainer import Trainer, check_architecture, new_trainer, resume_trainer
 
@@ -131,10 +131,12 @@ def new_run(sources: list[str], given: dict, architecture: dict, out_path: Path,
     corpus = load_corpus(sources, records=layout.records, delimiter=layout.delimiter,
                          val_fraction=layout.val_fraction, extend_vocab=True,
                          vocab=None if init_from is None else init_from.vocab, **read)
-    settings = TrainSettings(**given, text_chars=len(corpus.train_tokens))
+    text_chars = len(corpus.train_tokens)
+    settings = TrainSettings(**given, text_chars=text_chars)
     if init_from is None:
+        fitted = recipe(settings.max_steps, settings.max_epochs, settings.max_time, text_chars)
         config = ModelConfig(corpus.vocab.size, **{
-            **architecture, **{name: architecture.get(name) or getattr(settings.recipe, name)
+            **architecture, **{name: architecture.get(name) or getattr(fitted, name)
                                for name in RECIPE_ARCHITECTURE}})
     else:
         config = fine_tuned_config(init_from, corpus.vocab)
