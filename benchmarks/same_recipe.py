@@ -58,7 +58,8 @@ from charrnn.nn.optim import Adam
 from charrnn.nn.scoring import score_tokens
 from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.schedules import Progress, learning_rate
-from charrnn.training.settings import DEFAULT_SHARDS, TrainSettings, available_cores, recipe
+from charrnn.training.settings import (DEFAULT_SHARDS, Recipe, TrainSettings, available_cores,
+                                       recipe)
 from charrnn.training.state import saved_settings
 
 ROUNDS = 3  # of the speed measurement, each side timed once a round
@@ -73,12 +74,11 @@ def training_chars(text: str) -> int:
                            val_fraction=TrainSettings.val_fraction).train_tokens)
 
 
-def measure_rates(seconds: float, min_seconds: float) -> dict[str, float]:
-    """Both sides' chars/s at the step of a ``seconds`` run's recipe: medians of ROUNDS
-    rounds, the sides taking turns, warm-up steps left out."""
+def measure_rates(chosen: Recipe, min_seconds: float) -> dict[str, float]:
+    """Both sides' chars/s at the step of the recipe ``chosen``: medians of ROUNDS rounds,
+    the sides taking turns, warm-up steps left out."""
     from train_speed import Setup, charrnn_step, time_steps, torch_step
 
-    chosen = recipe(None, None, seconds)
     setup = Setup("recipe", chosen.hidden_size, chosen.batch_size, chosen.seq_length,
                   cell=chosen.cell)
     charrnn_run, workers = charrnn_step(setup, available_cores(), DEFAULT_SHARDS)
@@ -91,19 +91,18 @@ def measure_rates(seconds: float, min_seconds: float) -> dict[str, float]:
                 speeds[name].append(setup.chars_per_step / statistics.median(times))
     finally:
         workers.close()
-    click.echo(f"chars/s at {seconds:g} s's step, by round: {json.dumps(speeds)}", err=True)
+    click.echo(f"chars/s at the step {step_shape(chosen)}, by round: {json.dumps(speeds)}",
+               err=True)
     return {name: statistics.median(values) for name, values in speeds.items()}
 
 
-def step_shape(seconds: float) -> str:
-    """What a side's speed depends on in the recipe of a ``seconds`` run: "lstm-cifg
-    256x32x64" (cell, width, batch, window)."""
-    chosen = recipe(None, None, seconds)
+def step_shape(chosen: Recipe) -> str:
+    """What a side's speed depends on in a recipe: "lstm-cifg 256x32x64" (cell, width,
+    batch, window)."""
     return f"{chosen.cell} {chosen.hidden_size}x{chosen.batch_size}x{chosen.seq_length}"
 
 
-def budget_steps(seconds: float, chars_per_sec: float) -> int:
-    chosen = recipe(None, None, seconds)
+def budget_steps(seconds: float, chosen: Recipe, chars_per_sec: float) -> int:
     return round(seconds * chars_per_sec / (chosen.batch_size * chosen.seq_length))
 
 
@@ -195,21 +194,24 @@ def print_table(rows: list[dict]) -> None:
               type=click.IntRange(min=1), help="Training runs at a time, one core each.")
 def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_only, jobs):
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The recipe of each text and budget, as `charrnn train TEXT --max-time S` picks it.
+    chosen = {(text, seconds): recipe(None, None, seconds, training_chars(text))
+              for text in texts for seconds in budgets}
     if rates_file is not None:
         rates = json.loads(rates_file.read_text())
-    else:  # one measurement per step shape: the budgets' recipes may share one
+    else:  # one measurement per step shape: the recipes may share one
         rates = {}
-        for seconds in budgets:
-            if step_shape(seconds) not in rates:
-                rates[step_shape(seconds)] = measure_rates(seconds, measure_seconds)
+        for each in chosen.values():
+            if step_shape(each) not in rates:
+                rates[step_shape(each)] = measure_rates(each, measure_seconds)
         (out_dir / "rates.json").write_text(json.dumps(rates, indent=1))
     if measure_only:
         return
     work = []
-    for seconds in budgets:
-        steps = {name: budget_steps(seconds, rate)
-                 for name, rate in rates[step_shape(seconds)].items()}
-        work += [(text, seconds, int(seed), steps) for text in texts for seed in seeds.split(",")]
+    for (text, seconds), each in chosen.items():
+        steps = {name: budget_steps(seconds, each, rate)
+                 for name, rate in rates[step_shape(each)].items()}
+        work += [(text, seconds, int(seed), steps) for seed in seeds.split(",")]
     rows = []
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \
             open(out_dir / "results.jsonl", "a") as results:
