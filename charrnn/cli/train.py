@@ -118,7 +118,9 @@ def explicit_options(ctx: click.Context, names) -> dict:
               help="Fraction of the text (or of the records) held out for validation.")
 @click.option("--cell", type=click.Choice(sorted(CELLS)), default=None,
               help="Recurrent cell: LSTM, LSTM with peepholes (lstm-peephole) or with coupled "
-                   "input and forget gates (lstm-cifg), GRU, or vanilla tanh RNN "
+                   "input and forget gates (lstm-cifg), GRU, or vanilla tanh RNN; a short run "
+                   "by the clock keeps lstm-cifg only if the budget that reads tinyshakespeare "
+                   "as often would take it "
                    f"{budget_default_help('cell')}.")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=None,
               help=f"Units per recurrent layer {budget_default_help('hidden_size')}.")
