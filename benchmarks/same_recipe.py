@@ -52,10 +52,10 @@ from sweep_defaults import recipe_options
 from threadpoolctl import threadpool_limits
 
 from charrnn.data.corpus import Corpus, load_corpus
-from charrnn.data.vocab import START_ID
 from charrnn.data.windows import Windows, fit_window
 from charrnn.nn.model import Model, init_params
 from charrnn.nn.optim import Adam
+from charrnn.nn.scoring import score_tokens
 from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.schedules import Progress, learning_rate
 from charrnn.training.settings import (DEFAULT_SHARDS, Recipe, TrainSettings, available_cores,
@@ -108,12 +108,13 @@ def budget_steps(seconds: float, chosen: Recipe, chars_per_sec: float) -> int:
 
 # -- one seed: charrnn, then PyTorch with the recipe from its checkpoint ----------------
 
-def train_charrnn(text: str, seconds: float, steps: int, seed: int, checkpoint: Path) -> None:
-    """``charrnn train`` for ``steps`` steps with the recipe of a ``seconds`` run, on one
-    core, validating only at the end."""
+def train_charrnn(text: str, options: list[str], steps: int, seed: int,
+                  checkpoint: Path) -> None:
+    """``charrnn train`` for ``steps`` steps with the recipe ``options``, on one core,
+    validating only at the end."""
     command = [sys.executable, "-m", "charrnn", "train", text, "--out", str(checkpoint),
                "--seed", str(seed), "--max-steps", str(steps), "--eval-every", str(steps),
-               "--threads", "1", *recipe_options(seconds, training_chars(text))]
+               "--threads", "1", *options]
     subprocess.run(command, check=True, capture_output=True,
                    env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
 
@@ -150,33 +151,28 @@ def train_torch(checkpoint_path: Path, text: str, steps: int) -> tuple[Model, Mo
     return Model(config, run.model.charrnn_params()), checkpoint.model, corpus
 
 
-def one_pass_loss(model: Model, tokens: np.ndarray, window_length: int = 10_000) -> float:
-    """Mean loss per scored target of ``tokens`` read once from a zero state (windows of
-    ``window_length`` steps, the state carried): exact for any model, where ``score_tokens``'s
-    streams, each warmed up on 50 tokens, assume that a model's state settles that fast (one
-    of PyTorch's CIFG models scored 1.748 that way and 1.5267 in one pass)."""
-    state, total, scored = model.zero_state(1), 0.0, 0
-    for start in range(0, len(tokens) - 1, window_length):
-        window = tokens[start: start + window_length + 1, None]  # (T + 1, 1)
-        losses, state = model.target_losses(window[:-1], window[1:], state)
-        total += float(losses.sum())
-        scored += int((window[1:] != START_ID).sum())
-    return total / scored
-
-
-def one_seed(text: str, seconds: float, seed: int, steps: dict[str, int],
+def one_seed(text: str, seconds: float, seed: int, steps: dict[str, int], options: list[str],
              out_dir: Path) -> dict:
-    """charrnn's run (kept: a checkpoint already there is scored again, not retrained), then
-    PyTorch's from its recipe, both scored on the held-out text in one pass."""
+    """charrnn's run with the recipe ``options`` (kept: a checkpoint already there is scored
+    again, not retrained), then PyTorch's from its recipe, both scored on the held-out text
+    in one pass."""
     threadpool_limits(1, "blas")
     checkpoint = out_dir / f"{Path(text).stem}-{seconds:g}s-seed{seed}.npz"
     if not checkpoint.exists():
-        train_charrnn(text, seconds, steps["charrnn"], seed, checkpoint)
+        train_charrnn(text, options, steps["charrnn"], seed, checkpoint)
     torch_model, charrnn_model, corpus = train_torch(checkpoint, text, steps["pytorch"])
     models = {"charrnn": charrnn_model, "pytorch": torch_model}
     return {"text": Path(text).name, "seconds": seconds, "seed": seed, "steps": steps,
-            "held_out": {name: round(one_pass_loss(model, np.asarray(corpus.val_tokens)), 4)
+            "held_out": {name: round(one_pass_score(model, corpus.val_tokens), 4)
                          for name, model in models.items()}}
+
+
+def one_pass_score(model: Model, tokens) -> float:
+    """Nats/char of ``tokens`` read once from a zero state (``score_tokens`` with one stream):
+    exact for any model, where its default streams, each warmed up on 50 tokens, assume that
+    a model's state settles that fast (one of PyTorch's CIFG models scored 1.748 that way and
+    1.5267 in one pass)."""
+    return score_tokens(model, tokens, batch_size=1).nats_per_char
 
 
 # -- the table ----------------------------------------------------------------------------
@@ -212,7 +208,8 @@ def print_table(rows: list[dict]) -> None:
 def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_only, jobs):
     out_dir.mkdir(parents=True, exist_ok=True)
     # The recipe of each text and budget, as `charrnn train TEXT --max-time S` picks it.
-    chosen = {(text, seconds): recipe(None, None, seconds, training_chars(text))
+    text_chars = {text: training_chars(text) for text in texts}
+    chosen = {(text, seconds): recipe(None, None, seconds, text_chars[text])
               for text in texts for seconds in budgets}
     if rates_file is not None:
         rates = json.loads(rates_file.read_text())
@@ -228,7 +225,8 @@ def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_on
     for (text, seconds), each in chosen.items():
         steps = {name: budget_steps(seconds, each, rate)
                  for name, rate in rates[step_shape(each)].items()}
-        work += [(text, seconds, int(seed), steps) for seed in seeds.split(",")]
+        options = recipe_options(seconds, text_chars[text])
+        work += [(text, seconds, int(seed), steps, options) for seed in seeds.split(",")]
     rows = []
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \
             open(out_dir / "results.jsonl", "a") as results:
