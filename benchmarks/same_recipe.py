@@ -60,7 +60,7 @@ from charrnn.saving.checkpoint import load_checkpoint
 from charrnn.training.schedules import Progress, learning_rate
 from charrnn.training.settings import (DEFAULT_SHARDS, Recipe, TrainSettings, available_cores,
                                        recipe)
-from charrnn.training.state import saved_settings
+from charrnn.training.state import from_checkpoint, saved_settings
 
 ROUNDS = 3  # of the speed measurement, each side timed once a round
 
@@ -111,10 +111,16 @@ def budget_steps(seconds: float, chosen: Recipe, chars_per_sec: float) -> int:
 def train_charrnn(text: str, options: list[str], steps: int, seed: int,
                   checkpoint: Path) -> None:
     """``charrnn train`` for ``steps`` steps with the recipe ``options``, on one core,
-    validating only at the end."""
-    command = [sys.executable, "-m", "charrnn", "train", text, "--out", str(checkpoint),
-               "--seed", str(seed), "--max-steps", str(steps), "--eval-every", str(steps),
-               "--threads", "1", *options]
+    validating only at the end. A run already there is kept if it made its steps, else
+    resumed (bit for bit) from where it was stopped."""
+    if checkpoint.exists():
+        if from_checkpoint(load_checkpoint(checkpoint)).position.step >= steps:
+            return
+        start = [text, "--resume", str(checkpoint)]
+    else:
+        start = [text, "--out", str(checkpoint), "--seed", str(seed), *options]
+    command = [sys.executable, "-m", "charrnn", "train", *start, "--max-steps", str(steps),
+               "--eval-every", str(steps), "--threads", "1"]
     subprocess.run(command, check=True, capture_output=True,
                    env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
 
@@ -153,13 +159,12 @@ def train_torch(checkpoint_path: Path, text: str, steps: int) -> tuple[Model, Mo
 
 def one_seed(text: str, seconds: float, seed: int, steps: dict[str, int], options: list[str],
              out_dir: Path) -> dict:
-    """charrnn's run with the recipe ``options`` (kept: a checkpoint already there is scored
+    """charrnn's run with the recipe ``options`` (a finished one already there is scored
     again, not retrained), then PyTorch's from its recipe, both scored on the held-out text
     in one pass."""
     threadpool_limits(1, "blas")
     checkpoint = out_dir / f"{Path(text).stem}-{seconds:g}s-seed{seed}.npz"
-    if not checkpoint.exists():
-        train_charrnn(text, options, steps["charrnn"], seed, checkpoint)
+    train_charrnn(text, options, steps["charrnn"], seed, checkpoint)
     torch_model, charrnn_model, corpus = train_torch(checkpoint, text, steps["pytorch"])
     models = {"charrnn": charrnn_model, "pytorch": torch_model}
     return {"text": Path(text).name, "seconds": seconds, "seed": seed, "steps": steps,
