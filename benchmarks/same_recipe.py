@@ -13,7 +13,9 @@ same windows of the same streams in the same order, the state carried from
 window to window and reset at every epoch and at <START>, the learning rate
 of charrnn's schedule over PyTorch's own steps. Both are scored by charrnn in
 one pass over the end of the text that ``charrnn train`` holds out (the
-last 5%).
+last 5%). With ``--blind``, charrnn also trains with the recipe its budget
+gives blind to the text (tinyshakespeare's, as runs chose before they
+looked at the text's length), where that differs from the text's.
 
 Budgets are counted in steps, not seconds: the machine is shared, and a
 wall-clock budget would measure the other users' load as much as either
@@ -48,7 +50,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from sweep_defaults import recipe_options
+from sweep_defaults import recipe_flags
 from threadpoolctl import threadpool_limits
 
 from charrnn.data.corpus import Corpus, load_corpus
@@ -157,16 +159,23 @@ def train_torch(checkpoint_path: Path, text: str, steps: int) -> tuple[Model, Mo
     return Model(config, run.model.charrnn_params()), checkpoint.model, corpus
 
 
-def one_seed(text: str, seconds: float, seed: int, steps: dict[str, int], options: list[str],
-             out_dir: Path) -> dict:
-    """charrnn's run with the recipe ``options`` (a finished one already there is scored
-    again, not retrained), then PyTorch's from its recipe, both scored on the held-out text
-    in one pass."""
+def one_seed(text: str, seconds: float, seed: int, steps: dict[str, int],
+             options: dict[str, list[str]], out_dir: Path) -> dict:
+    """charrnn's runs, each with its recipe's ``options`` ("charrnn": the text's recipe;
+    "blind", if asked for: the budget's alone; a finished run already there is scored
+    again, not retrained), then PyTorch's from the first one's recipe, all scored on the
+    held-out text in one pass."""
     threadpool_limits(1, "blas")
-    checkpoint = out_dir / f"{Path(text).stem}-{seconds:g}s-seed{seed}.npz"
-    train_charrnn(text, options, steps["charrnn"], seed, checkpoint)
-    torch_model, charrnn_model, corpus = train_torch(checkpoint, text, steps["pytorch"])
+    stem = f"{Path(text).stem}-{seconds:g}s-seed{seed}"
+    checkpoints = {name: out_dir / (f"{stem}.npz" if name == "charrnn" else f"{stem}-{name}.npz")
+                   for name in options}
+    for name, checkpoint in checkpoints.items():
+        train_charrnn(text, options[name], steps[name], seed, checkpoint)
+    torch_model, charrnn_model, corpus = train_torch(checkpoints["charrnn"], text,
+                                                     steps["pytorch"])
     models = {"charrnn": charrnn_model, "pytorch": torch_model}
+    models.update({name: load_checkpoint(checkpoint).model
+                   for name, checkpoint in checkpoints.items() if name != "charrnn"})
     return {"text": Path(text).name, "seconds": seconds, "seed": seed, "steps": steps,
             "held_out": {name: round(one_pass_score(model, corpus.val_tokens), 4)
                          for name, model in models.items()}}
@@ -183,16 +192,21 @@ def one_pass_score(model: Model, tokens) -> float:
 # -- the table ----------------------------------------------------------------------------
 
 def print_table(rows: list[dict]) -> None:
+    """Each text and budget's mean over its seeds: charrnn, PyTorch and, where it was run,
+    charrnn with the budget's recipe blind to the text."""
     click.echo(f"\n{'text':<22} {'budget':>7} {'seeds':>5} {'charrnn steps':>13} "
-               f"{'torch steps':>11} {'charrnn':>8} {'pytorch':>8} {'charrnn - pytorch':>18}")
+               f"{'torch steps':>11} {'charrnn':>8} {'pytorch':>8} {'charrnn - pytorch':>18} "
+               f"{'blind':>8} {'charrnn - blind':>16}")
     for key in dict.fromkeys((row["text"], row["seconds"]) for row in rows):
         runs = [row for row in rows if (row["text"], row["seconds"]) == key]
         mean = {name: statistics.mean(row["held_out"][name] for row in runs)
-                for name in ("charrnn", "pytorch")}
+                for name in runs[0]["held_out"]}
+        blind = (f"{mean['blind']:>8.4f} {mean['charrnn'] - mean['blind']:>+16.4f}"
+                 if "blind" in mean else f"{'-':>8} {'-':>16}")
         click.echo(f"{key[0]:<22} {key[1]:>6g}s {len(runs):>5} "
                    f"{runs[0]['steps']['charrnn']:>13,} {runs[0]['steps']['pytorch']:>11,} "
                    f"{mean['charrnn']:>8.4f} {mean['pytorch']:>8.4f} "
-                   f"{mean['charrnn'] - mean['pytorch']:>+18.4f}")
+                   f"{mean['charrnn'] - mean['pytorch']:>+18.4f} {blind}")
 
 
 @click.command(help=__doc__.split("\n\n")[0])
@@ -208,29 +222,39 @@ def print_table(rows: list[dict]) -> None:
               help="Timed seconds of each side in each round of the speed measurement.")
 @click.option("--measure-only", is_flag=True,
               help="Only measure the speeds (to run under chrt -f on a busy machine).")
+@click.option("--blind", is_flag=True,
+              help="Also train charrnn with the budget's recipe blind to the text's length "
+                   "(where that differs), as runs were before they looked at it.")
 @click.option("--jobs", default=available_cores(), show_default=True,
               type=click.IntRange(min=1), help="Training runs at a time, one core each.")
-def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_only, jobs):
+def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_only, blind,
+         jobs):
     out_dir.mkdir(parents=True, exist_ok=True)
     # The recipe of each text and budget, as `charrnn train TEXT --max-time S` picks it.
     text_chars = {text: training_chars(text) for text in texts}
-    chosen = {(text, seconds): recipe(None, None, seconds, text_chars[text])
+    chosen = {(text, seconds): {"charrnn": recipe(None, None, seconds, text_chars[text])}
               for text in texts for seconds in budgets}
+    if blind:  # the budget's recipe alone, where the text changes it
+        for (text, seconds), recipes in chosen.items():
+            if recipe(None, None, seconds) != recipes["charrnn"]:
+                recipes["blind"] = recipe(None, None, seconds)
     if rates_file is not None:
         rates = json.loads(rates_file.read_text())
     else:  # one measurement per step shape: the recipes may share one
         rates = {}
-        for each in chosen.values():
+        for each in (each for recipes in chosen.values() for each in recipes.values()):
             if step_shape(each) not in rates:
                 rates[step_shape(each)] = measure_rates(each, measure_seconds)
         (out_dir / "rates.json").write_text(json.dumps(rates, indent=1))
     if measure_only:
         return
     work = []
-    for (text, seconds), each in chosen.items():
-        steps = {name: budget_steps(seconds, each, rate)
-                 for name, rate in rates[step_shape(each)].items()}
-        options = recipe_options(seconds, text_chars[text])
+    for (text, seconds), recipes in chosen.items():
+        steps = {name: budget_steps(seconds, each, rates[step_shape(each)]["charrnn"])
+                 for name, each in recipes.items()}
+        steps["pytorch"] = budget_steps(seconds, recipes["charrnn"],
+                                        rates[step_shape(recipes["charrnn"])]["pytorch"])
+        options = {name: recipe_flags(each) for name, each in recipes.items()}
         work += [(text, seconds, int(seed), steps, options) for seed in seeds.split(",")]
     rows = []
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \

@@ -39,7 +39,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from charrnn.cli.output import option_of as flag
-from charrnn.training.settings import recipe
+from charrnn.training.settings import Recipe, recipe
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "data" / "tinyshakespeare.txt"
@@ -81,7 +81,11 @@ CONFIGS: dict[str, list[str]] = {
 def recipe_options(seconds: float, text_chars: int | None = None) -> list[str]:
     """The options that give a run limited by steps the defaults of a ``seconds`` run: on a
     text of ``text_chars`` training tokens, else those measured on tinyshakespeare."""
-    chosen = recipe(None, None, seconds, text_chars)
+    return recipe_flags(recipe(None, None, seconds, text_chars))
+
+
+def recipe_flags(chosen: Recipe) -> list[str]:
+    """``charrnn train``'s options that give a run the recipe ``chosen``."""
     return [option for name, value in asdict(chosen).items()
             for option in (flag(name), str(value))]
 
