@@ -419,6 +419,19 @@ def test_export_slims_a_checkpoint_for_sampling(tmp_path, tiny_checkpoint, tiny_
     assert refused.exit_code == 1 and "exported for sampling" in refused.stderr
 
 
+def test_resume_from_pytorch_weights_points_to_init_from(tmp_path, tiny_checkpoint,
+                                                        tiny_text_file):
+    weights = tmp_path / "weights.safetensors"
+    assert run("export", tiny_checkpoint, weights).exit_code == 0
+    refused = run("train", tiny_text_file, "--resume", weights)
+    assert refused.exit_code == 1
+    assert refused.stderr.count("\n") == 1 and "start a new run from them with --init-from" \
+        in refused.stderr
+    fine_tuned = run("train", tiny_text_file, "--init-from", weights, "--out",
+                     tmp_path / "tuned.npz", "--max-steps", 2)
+    assert fine_tuned.exit_code == 0
+
+
 def test_export_float16_halves_the_weights_and_loads_as_float32(tmp_path, tiny_checkpoint):
     slim, half = tmp_path / "slim.npz", tmp_path / "half.npz"
     run("export", tiny_checkpoint, slim)

@@ -86,6 +86,9 @@ def start_run(files: Sequence[str], out: str | None, settings: dict, notify: Not
     architecture = {name: settings[name] for name in ARCHITECTURE_SETTINGS if name in settings}
     check_architecture_settings(architecture)
     if resume:
+        if is_safetensors(resume):
+            raise CharrnnError(f"{resume}: PyTorch weights, without a training state to resume; "
+                               "start a new run from them with `init_from`")
         checkpoint = load_checkpoint(resume)
         check_architecture(checkpoint.model.config, architecture, "resumed")
 
