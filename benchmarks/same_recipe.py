@@ -4,16 +4,19 @@ For a budget of S seconds, charrnn trains as ``charrnn train TEXT --max-time S``
 would: with the recipe of an S-second run on that text (``settings.recipe``:
 cell, width, batch, window, learning rate, dropout; the cosine schedule,
 clipping). The recipe is then read back from charrnn's checkpoint, and
-PyTorch (``nn.Embedding`` -> ``nn.LSTM`` -> ``nn.Linear``,
-``torch.optim.Adam``, ``clip_grad_norm_``, both LSTM biases trained, each
-layer's output dropped as charrnn drops it; a CIFG LSTM as ``nn.LSTM`` with
-its input gate tied to the negated forget gate, see ``vs_pytorch.py``)
-trains the same model with it, from the weights charrnn started from: the
-same windows of the same streams in the same order, the state carried from
-window to window and reset at every epoch and at <START>, the learning rate
-of charrnn's schedule over PyTorch's own steps. Both are scored by charrnn in
-one pass over the end of the text that ``charrnn train`` holds out (the
-last 5%). With ``--blind``, charrnn also trains with the recipe its budget
+PyTorch (``nn.Embedding`` -> ``nn.LSTM`` -> ``nn.Linear``, each layer's
+output dropped as charrnn drops it; a CIFG LSTM as ``nn.LSTM`` with its input
+gate tied to the negated forget gate, see ``vs_pytorch.py``) trains the same
+model with it, from the weights charrnn started from: the same windows of the
+same streams in the same order, the state carried from window to window and
+reset at every epoch and at <START>, the learning rate of charrnn's schedule
+over PyTorch's own steps. Two twins do so (``--twin``): "pytorch" with
+PyTorch's stock recipe (``torch.optim.Adam``, ``clip_grad_norm_``, both LSTM
+biases trained), as a PyTorch user would write it, and "pytorch-matched"
+with charrnn's (its Adam, its clipping, one bias), which differs from
+charrnn's run only in the number of steps. Both make the steps of PyTorch's
+stock speed. All are scored by charrnn in one pass over the end of the text
+that ``charrnn train`` holds out (the last 5%). With ``--blind``, charrnn also trains with the recipe its budget
 gives blind to the text (tinyshakespeare's, as runs chose before they
 looked at the text's length), where that differs from the text's.
 
@@ -23,7 +26,10 @@ side. Both sides' speeds at the recipe's step are measured first, in one run,
 taking turns (``train_speed.py``'s steps, each side on every core, as a user
 runs it); each side then trains for the steps it makes in S seconds at its
 speed, S x chars/s / (B x T). Those runs give the same losses however busy
-the machine is, so they run ``--jobs`` at a time, each on one core.
+the machine is, so they run ``--jobs`` at a time, each on one core. Each
+run's score is saved in ``--out-dir`` beside its checkpoint, so a command run
+again makes only the runs it lacks (and resumes a charrnn run stopped
+part-way).
 
     PYTHONPATH=. python benchmarks/same_recipe.py --text tinyshakespeare.txt \\
         --text austen.txt --seconds 120 --seconds 300 --seeds 1,2,3 --out-dir /tmp/same
@@ -43,6 +49,7 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from multiprocessing import get_context
@@ -58,13 +65,15 @@ from charrnn.data.windows import Windows, fit_window
 from charrnn.nn.model import Model, init_params
 from charrnn.nn.optim import Adam
 from charrnn.nn.scoring import score_tokens
-from charrnn.saving.checkpoint import load_checkpoint
+from charrnn.saving.checkpoint import Checkpoint, load_checkpoint
 from charrnn.training.schedules import Progress, learning_rate
 from charrnn.training.settings import (DEFAULT_SHARDS, Recipe, TrainSettings, available_cores,
                                        recipe)
 from charrnn.training.state import from_checkpoint, saved_settings
 
 ROUNDS = 3  # of the speed measurement, each side timed once a round
+# PyTorch's twins of a charrnn run, by name: whether each trains with PyTorch's stock recipe.
+TWINS = {"pytorch": True, "pytorch-matched": False}
 
 
 # -- steps in a budget ---------------------------------------------------------------
@@ -127,26 +136,23 @@ def train_charrnn(text: str, options: list[str], steps: int, seed: int,
                    env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
 
 
-def train_torch(checkpoint_path: Path, text: str, steps: int) -> tuple[Model, Model, Corpus]:
-    """PyTorch trained for ``steps`` steps with the recipe and the initial weights of the
-    charrnn run saved in ``checkpoint_path``; returns that model as charrnn's, the charrnn
-    run's model, and the corpus both trained on."""
+def train_torch(checkpoint: Checkpoint, corpus: Corpus, steps: int, stock: bool) -> Model:
+    """PyTorch trained for ``steps`` steps on ``corpus`` with the recipe and the initial
+    weights of the charrnn run saved in ``checkpoint``: PyTorch's stock Adam and both LSTM
+    biases, or (not ``stock``) charrnn's Adam and one bias (``vs_pytorch.TorchRun``)."""
     import torch
     from vs_pytorch import TorchRun
 
     torch.set_num_threads(1)
-    checkpoint = load_checkpoint(checkpoint_path)
     settings = replace(saved_settings(checkpoint), max_steps=steps, max_epochs=None,
                        max_time=None)
     torch.manual_seed(settings.seed)  # its dropout masks
-    corpus = load_corpus(text, records=settings.records, delimiter=settings.delimiter,
-                         val_fraction=settings.val_fraction, vocab=checkpoint.vocab)
     config = checkpoint.model.config
     params = init_params(config, np.random.default_rng(settings.seed))  # as new_trainer does
     batch_size, longest = fit_window(len(corpus.train_tokens), settings.batch_size,
                                      settings.seq_length)
     windows = Windows(corpus.train_tokens, batch_size, longest)
-    run = TorchRun(params, config, settings, batch_size, Adam(params, settings.lr), stock=True)
+    run = TorchRun(params, config, settings, batch_size, Adam(params, settings.lr), stock)
     epoch, offset = 0, 0
     for step in range(steps):
         if offset + longest > windows.stream_length:  # as Trainer._next_epoch
@@ -156,29 +162,47 @@ def train_torch(checkpoint_path: Path, text: str, steps: int) -> tuple[Model, Mo
         epochs = epoch + offset / windows.stream_length
         run.step(inputs, targets, learning_rate(settings, Progress(step, epochs, 0.0)))
         offset += longest
-    return Model(config, run.model.charrnn_params()), checkpoint.model, corpus
+    return Model(config, run.model.charrnn_params())
 
 
 def one_seed(text: str, seconds: float, seed: int, steps: dict[str, int],
-             options: dict[str, list[str]], out_dir: Path) -> dict:
+             options: dict[str, list[str]], twins: tuple[str, ...], out_dir: Path) -> dict:
     """charrnn's runs, each with its recipe's ``options`` ("charrnn": the text's recipe;
-    "blind", if asked for: the budget's alone; a finished run already there is scored
-    again, not retrained), then PyTorch's from the first one's recipe, all scored on the
-    held-out text in one pass."""
+    "blind", if asked for: the budget's alone), then PyTorch's ``twins`` from the first
+    one's recipe, all scored on the held-out text in one pass. A run already made, its
+    score saved, is not made again; a charrnn run stopped part-way is resumed."""
     threadpool_limits(1, "blas")
     stem = f"{Path(text).stem}-{seconds:g}s-seed{seed}"
     checkpoints = {name: out_dir / (f"{stem}.npz" if name == "charrnn" else f"{stem}-{name}.npz")
                    for name in options}
-    for name, checkpoint in checkpoints.items():
-        train_charrnn(text, options[name], steps[name], seed, checkpoint)
-    torch_model, charrnn_model, corpus = train_torch(checkpoints["charrnn"], text,
-                                                     steps["pytorch"])
-    models = {"charrnn": charrnn_model, "pytorch": torch_model}
-    models.update({name: load_checkpoint(checkpoint).model
-                   for name, checkpoint in checkpoints.items() if name != "charrnn"})
+    for name, path in checkpoints.items():
+        train_charrnn(text, options[name], steps[name], seed, path)
+    checkpoint = load_checkpoint(checkpoints["charrnn"])
+    settings = saved_settings(checkpoint)
+    corpus = load_corpus(text, records=settings.records, delimiter=settings.delimiter,
+                         val_fraction=settings.val_fraction, vocab=checkpoint.vocab)
+
+    def trained(name: str) -> Model:
+        if name in TWINS:
+            return train_torch(checkpoint, corpus, steps[name], stock=TWINS[name])
+        return load_checkpoint(checkpoints[name]).model
+
+    held_out = {name: saved_score(out_dir / f"{stem}-{name}.json", steps[name],
+                                  lambda: one_pass_score(trained(name), corpus.val_tokens))
+                for name in (*options, *twins)}
     return {"text": Path(text).name, "seconds": seconds, "seed": seed, "steps": steps,
-            "held_out": {name: round(one_pass_score(model, corpus.val_tokens), 4)
-                         for name, model in models.items()}}
+            "held_out": held_out}
+
+
+def saved_score(path: Path, steps: int, score: Callable[[], float]) -> float:
+    """The held-out score saved in ``path`` for a run of ``steps`` steps, else ``score()``,
+    then saved there."""
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if saved.get("steps") == steps:
+        return saved["held_out"]
+    held_out = round(score(), 4)
+    path.write_text(json.dumps({"steps": steps, "held_out": held_out}))
+    return held_out
 
 
 def one_pass_score(model: Model, tokens) -> float:
@@ -192,21 +216,17 @@ def one_pass_score(model: Model, tokens) -> float:
 # -- the table ----------------------------------------------------------------------------
 
 def print_table(rows: list[dict]) -> None:
-    """Each text and budget's mean over its seeds: charrnn, PyTorch and, where it was run,
-    charrnn with the budget's recipe blind to the text."""
-    click.echo(f"\n{'text':<22} {'budget':>7} {'seeds':>5} {'charrnn steps':>13} "
-               f"{'torch steps':>11} {'charrnn':>8} {'pytorch':>8} {'charrnn - pytorch':>18} "
-               f"{'blind':>8} {'charrnn - blind':>16}")
+    """Each text and budget's means over its seeds: charrnn's, then each other run's (the
+    twins, and charrnn blind to the text where it was run) and its lead over charrnn."""
     for key in dict.fromkeys((row["text"], row["seconds"]) for row in rows):
         runs = [row for row in rows if (row["text"], row["seconds"]) == key]
         mean = {name: statistics.mean(row["held_out"][name] for row in runs)
                 for name in runs[0]["held_out"]}
-        blind = (f"{mean['blind']:>8.4f} {mean['charrnn'] - mean['blind']:>+16.4f}"
-                 if "blind" in mean else f"{'-':>8} {'-':>16}")
-        click.echo(f"{key[0]:<22} {key[1]:>6g}s {len(runs):>5} "
-                   f"{runs[0]['steps']['charrnn']:>13,} {runs[0]['steps']['pytorch']:>11,} "
-                   f"{mean['charrnn']:>8.4f} {mean['pytorch']:>8.4f} "
-                   f"{mean['charrnn'] - mean['pytorch']:>+18.4f} {blind}")
+        click.echo(f"\n{key[0]}, {key[1]:g} s, {len(runs)} seed(s): held-out nats/char")
+        for name, loss in mean.items():
+            against = "" if name == "charrnn" else f"  charrnn - {name}: " \
+                f"{mean['charrnn'] - loss:+.4f}"
+            click.echo(f"  {name:<16} {runs[0]['steps'][name]:>6,} steps  {loss:.4f}{against}")
 
 
 @click.command(help=__doc__.split("\n\n")[0])
@@ -225,10 +245,14 @@ def print_table(rows: list[dict]) -> None:
 @click.option("--blind", is_flag=True,
               help="Also train charrnn with the budget's recipe blind to the text's length "
                    "(where that differs), as runs were before they looked at it.")
+@click.option("--twin", "twins", multiple=True, type=click.Choice(list(TWINS)),
+              default=list(TWINS), show_default=True,
+              help="PyTorch's twins (repeatable): pytorch, its stock recipe (torch.optim.Adam, "
+                   "both LSTM biases); pytorch-matched, charrnn's Adam and one bias.")
 @click.option("--jobs", default=available_cores(), show_default=True,
               type=click.IntRange(min=1), help="Training runs at a time, one core each.")
 def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_only, blind,
-         jobs):
+         twins, jobs):
     out_dir.mkdir(parents=True, exist_ok=True)
     # The recipe of each text and budget, as `charrnn train TEXT --max-time S` picks it.
     text_chars = {text: training_chars(text) for text in texts}
@@ -252,10 +276,12 @@ def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_on
     for (text, seconds), recipes in chosen.items():
         steps = {name: budget_steps(seconds, each, rates[step_shape(each)]["charrnn"])
                  for name, each in recipes.items()}
-        steps["pytorch"] = budget_steps(seconds, recipes["charrnn"],
-                                        rates[step_shape(recipes["charrnn"])]["pytorch"])
+        torch_steps = budget_steps(seconds, recipes["charrnn"],
+                                   rates[step_shape(recipes["charrnn"])]["pytorch"])
+        steps.update({twin: torch_steps for twin in twins})
         options = {name: recipe_flags(each) for name, each in recipes.items()}
-        work += [(text, seconds, int(seed), steps, options) for seed in seeds.split(",")]
+        work += [(text, seconds, int(seed), steps, options, twins)
+                 for seed in seeds.split(",")]
     rows = []
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \
             open(out_dir / "results.jsonl", "a") as results:
