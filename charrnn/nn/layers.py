@@ -46,6 +46,12 @@ def gate_values(gates: np.ndarray, gate_order: tuple[str, ...], name: str) -> np
     return gates[..., index * H: (index + 1) * H]
 
 
+def gate_blocks(a: np.ndarray, num_gates: int) -> tuple[np.ndarray, ...]:
+    """The ``num_gates`` blocks of H columns of a (..., G*H), in order, as views (..., H)."""
+    H = a.shape[-1] // num_gates
+    return tuple(a[..., gate * H: (gate + 1) * H] for gate in range(num_gates))
+
+
 def weight_gradients(x, h_prev, dax, dah, Wx, workspace: Workspace):
     """The gradients of a layer's weights, each summed over all T steps in one matrix
     product, and of its inputs.
