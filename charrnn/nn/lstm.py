@@ -287,7 +287,7 @@ def lstm_cell_(a, c_prev):
 
 
 class LSTMStepper(SumStepper):
-    """An LSTM layer run one step at a time (see ``recurrent.LayerStepper``), its sigmoid
+    """An LSTM layer run one step at a time (see ``layers.LayerStepper``), its sigmoid
     columns halved once in the weights (see ``halve_sigmoid_columns``)."""
 
     state_names = ("h", "c")
@@ -306,12 +306,11 @@ class LSTMStepper(SumStepper):
         self.sigmoid_columns = self.a[:, : -self.hidden_size]  # i, f, o: all but g
         self.gates = gate_blocks(self.a, self.num_gates)  # views of a, made once
 
-    def step(self, x: np.ndarray) -> np.ndarray:
-        np.tanh(self.preactivations(x), out=self.a)
+    def step(self, tokens: np.ndarray | None = None) -> None:
+        np.tanh(self.preactivations(tokens), out=self.a)
         # sigmoid = tanh(a / 2) / 2 + 1/2 with scalars, not activate_'s whole-width
         # constants: after a step's matrix products have filled the caches, reading
         # fewer arrays matters more than contiguous rows.
         self.sigmoid_columns *= 0.5
         self.sigmoid_columns += 0.5
         self.update_state(self.gates, self.c, self.c, self.tanh_c, self.h)
-        return self.h
