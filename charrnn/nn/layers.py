@@ -183,12 +183,13 @@ class SumStepper(LayerStepper):
     Wx, b and Wh are stacked into one (D + 1 + H, G*H) matrix, as x, 1 and h sit
     in the layer's rows [x, 1, h], so that a step's pre-activations are one
     matrix product, bias included. In the first layer, x is the one-hot row of
-    the token (V,) and Wx is ``table``, every token's input projection
-    embedding @ Wx (V, G*H): looking the tokens up is part of the product (at
-    64 rows of a 2 x 512 model, the 67 rows more in the product cost about
-    100 us a step, gathering and adding the table's rows 200 us). One row is
-    the exception: its product leaves the table out and its token's row of the
-    table is added after (42 us a step against 50 on the AMD EPYC).
+    the token (V,) and Wx every token's input projection, embedding @ Wx
+    (V, G*H): looking the tokens up is part of the product (at 64 rows of a
+    2 x 512 model, the 67 rows more in the product cost about 100 us a step,
+    gathering and adding the rows of a table 200 us). One row is the
+    exception: its product is h Wh alone, to which its token's row of
+    ``table`` (embedding @ Wx + b) is added (42 us a step against 50 on the
+    AMD EPYC).
     ``a`` holds the pre-activations.
 
     The stepper's arrays are stored transposed: ``weight``, ``xh``, ``h`` and
@@ -204,15 +205,15 @@ class SumStepper(LayerStepper):
                  embedding: np.ndarray | None = None):
         self.hidden_size = Wh.shape[0]
         self.one_hot = embedding is not None  # the input is token ids
+        input_weight = embedding @ Wx if self.one_hot else Wx  # (V, G*H) or (D, G*H)
         if self.one_hot:
-            self.table = embedding @ Wx  # (V, G*H)
-        input_weight = self.table if self.one_hot else Wx
+            self.table = input_weight + b  # for one row, each token's x Wx + b (V, G*H)
         self.input_size = len(input_weight)
         weight = np.concatenate([input_weight, b[None], Wh])  # (D + 1 + H, G*H)
         self.weight = transpose_(weight, np.empty(weight.shape[::-1], weight.dtype)).T
-        # [b, Wh]^T (G*H, 1 + H), a view whose rows are strided: the product of one row fed
-        # a token reads only these.
-        self.recurrent_weight_t = self.weight.T[:, self.input_size:]
+        # Wh^T (G*H, H), a view whose rows are strided: the product of one row fed a token
+        # reads only these (a product of 513 columns, [b, Wh], took 3 us more than of 512).
+        self.hidden_weight_t = self.weight.T[:, self.input_size + 1:]
 
     def _allocate(self, batch_size: int) -> None:
         self.a = np.empty((self.weight.shape[1], batch_size), self.weight.dtype).T  # (B, G*H)
@@ -229,9 +230,9 @@ class SumStepper(LayerStepper):
         return matmul_rows_(self.xh.T, self.weight.T, self.a.T, transposed=True).T
 
     def _looked_up_preactivations(self, token: int) -> np.ndarray:
-        """a (1, G*H) of a single row fed ``token``: [1, h] [b, Wh], plus the token's row of
-        the table."""
+        """a (1, G*H) of a single row fed ``token``: h Wh, plus the token's row of the
+        table."""
         a = self.a[0]  # (G*H,)
-        np.matmul(self.recurrent_weight_t, self.xh[0, self.input_size:], out=a)
+        np.matmul(self.hidden_weight_t, self.h[0], out=a)
         a += self.table[token]
         return self.a
