@@ -209,8 +209,13 @@ class SumStepper(LayerStepper):
         if self.one_hot:
             self.table = input_weight + b  # for one row, each token's x Wx + b (V, G*H)
         self.input_size = len(input_weight)
-        weight = np.concatenate([input_weight, b[None], Wh])  # (D + 1 + H, G*H)
-        self.weight = transpose_(weight, np.empty(weight.shape[::-1], weight.dtype)).T
+        # W^T (G*H, D + 1 + H) of W = [Wx, b, Wh], each block transposed into its columns.
+        weight_t = np.empty((Wh.shape[1], self.input_size + 1 + self.hidden_size), Wh.dtype)
+        start = 0
+        for block in (input_weight, b[None], Wh):
+            transpose_(block, weight_t[:, start: start + len(block)])
+            start += len(block)
+        self.weight = weight_t.T
         # Wh^T (G*H, H), a view whose rows are strided: the product of one row fed a token
         # reads only these (a product of 513 columns, [b, Wh], took 3 us more than of 512).
         self.hidden_weight_t = self.weight.T[:, self.input_size + 1:]

@@ -295,8 +295,10 @@ class LSTMStepper(SumStepper):
     update_state = staticmethod(new_state_)
 
     def __init__(self, Wx, Wh, b, embedding=None):
-        super().__init__(*(halve_sigmoid_columns(weight, num_gates=self.num_gates)
-                           for weight in (Wx, Wh, b)), embedding)
+        super().__init__(Wx, Wh, b, embedding)
+        self.weight.T[: -self.hidden_size] *= 0.5  # its sigmoid columns, stored as rows
+        if self.one_hot:
+            self.table[:, : -self.hidden_size] *= 0.5
 
     def _allocate(self, batch_size: int) -> None:
         super()._allocate(batch_size)
