@@ -31,10 +31,10 @@ library's speed from the median time of its steps (each step timed alone,
 from one stream's character to the next, or one batch's) against the bound
 from the median time of single product sequences. The other figures divide a
 whole run's characters by its seconds, so every pause of the run counts
-(under ``chrt -f 10`` the kernel still gives other processes 5% of each second,
-after which the weights are read from memory again), while the bound is the
-best of three short bursts that a pause seldom hits: on a busy machine steady
-shows what the code does, and the others what a user gets.
+(under ``chrt -f 10`` the kernel still gives other processes 50 ms of each
+second), while the bound is the best of three short bursts that a pause seldom
+hits: on a busy machine steady shows what the code does, and the others what a
+user gets.
 """
 
 from __future__ import annotations
