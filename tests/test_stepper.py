@@ -12,8 +12,9 @@ from charrnn.nn.model import Model, ModelConfig, init_params
 CELLS = sorted(CELLS)
 
 
-def small_model(cell: str, rng, dtype=np.float64) -> Model:
-    config = ModelConfig(vocab_size=9, embedding_size=4, hidden_size=5, num_layers=3, cell=cell)
+def small_model(cell: str, rng, dtype=np.float64, num_layers: int = 3) -> Model:
+    config = ModelConfig(vocab_size=9, embedding_size=4, hidden_size=5, num_layers=num_layers,
+                         cell=cell)
     model = Model(config, init_params(config, rng, dtype))
     for name, value in model.params.items():  # biases away from zero, so a lost one shows
         if name.endswith("bias"):
@@ -23,8 +24,9 @@ def small_model(cell: str, rng, dtype=np.float64) -> Model:
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("batch_size", [1, 3, 6])
-def test_stepper_matches_model_step(rng, cell, batch_size):
-    model = small_model(cell, rng)
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_stepper_matches_model_step(rng, cell, batch_size, num_layers):
+    model = small_model(cell, rng, num_layers=num_layers)
     stepper = model.stepper(batch_size)
     state = model.zero_state(batch_size)
     for t in range(8):

@@ -29,7 +29,8 @@ LARGEST_UNIFORM = 1 - 2.0 ** -52  # u * total < total for every positive total (
 COLDEST = 1e-200  # lower temperatures count as 0: a logit divided by them could overflow
 NO_TOKENS = np.zeros(0, np.int64)
 LOG_PROB_BLOCK = 256  # steps whose log-probabilities are worked out together ...
-LOG_PROB_VALUES = 1 << 20  # ... unless their logits would hold more numbers than this
+LOG_PROB_VALUES = 1 << 16  # ... unless their logits would hold more numbers than this (the
+# float64 work arrays then stay in cache: at 64 rows, 16 us a step against 36 for 1 << 20)
 
 
 class Piece(NamedTuple):
@@ -238,7 +239,9 @@ class Sampler:
         Both come after the repetition penalty on the tokens ``seen`` (B, V),
         when given. <START> is never drawn.
         """
-        scaled = logits.astype(np.float64)
+        # Rows contiguous whatever the logits' layout (a Stepper's are transposed): numpy
+        # accumulates along rows of 67 columns at 64 rows in 16 us so, 25 us in columns.
+        scaled = logits.astype(np.float64, order="C")
         scaled[:, START_ID] = -np.inf
         if seen is not None and self.sampling.repetition_penalty != 1:
             penalize_(scaled, seen, self.sampling.repetition_penalty)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charrnn.nn.layers import Workspace, gate_values, weight_gradients
+from charrnn.nn.layers import Workspace, gate_blocks, gate_values, weight_gradients
 from charrnn.nn.lstm import (LSTMCache, LSTMStepper, backpropagate_steps, cell_gradient_,
                              gate_slopes_, halve_sigmoid_columns, lstm_forward, squash_)
 
@@ -28,12 +28,12 @@ NUM_GATES = len(GATE_ORDER)
 UNIT_KINDS = ("cell", "hidden", "forget", "output")  # for cifg_unit_values; cell first
 
 
-def new_state_(gates: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarray,
-               h: np.ndarray) -> None:
-    """c = f * c_prev + (1 - f) * g and h = o * tanh(c), from the gates (B, 3H) and
-    c_prev (B, H), into c, tanh_c and h (B, H); c may be c_prev."""
-    H = c.shape[-1]
-    forget_gate, output_gate, candidate = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H:]
+def new_state_(gates: tuple[np.ndarray, ...], c_prev: np.ndarray, c: np.ndarray,
+               tanh_c: np.ndarray, h: np.ndarray) -> None:
+    """c = f * c_prev + (1 - f) * g and h = o * tanh(c), from the gates (f, o, g), each
+    (B, H) (see ``layers.gate_blocks``), and c_prev (B, H), into c, tanh_c and h (B, H);
+    c may be c_prev."""
+    forget_gate, output_gate, candidate = gates
     np.subtract(c_prev, candidate, out=c)  # c = g + f * (c_prev - g)
     c *= forget_gate
     c += candidate
@@ -46,7 +46,7 @@ def activate_(a: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarr
     """``lstm.activate_`` for three gate blocks: a (B, 3H), its f and o columns halved,
     becomes the gates f, o, g; c, tanh_c and h (B, H) the new state."""
     squash_(a, NUM_GATES)
-    new_state_(a, c_prev, c, tanh_c, h)
+    new_state_(gate_blocks(a, NUM_GATES), c_prev, c, tanh_c, h)
 
 
 def cifg_forward(x, h0, c0, Wx, Wh, b, carry=None, workspace: Workspace | None = None):

@@ -140,27 +140,35 @@ def gru_step(x, state, Wx, Wh, b):
 
 
 class GRUStepper(LayerStepper):
-    """A GRU layer run one step at a time (see ``recurrent.LayerStepper``). Its input and
-    recurrent products stay apart, since r multiplies only the recurrent part of n."""
+    """A GRU layer run one step at a time (see ``layers.LayerStepper``). Its input and
+    recurrent products stay apart, since r multiplies only the recurrent part of n, and it
+    keeps h in arrays of its own (its step reads h_{t-1} while it writes h_t), copied to
+    its rows of the column after each step."""
 
     def __init__(self, Wx, Wh, b, embedding=None):
         self.input_weight, self.hidden_weight, self.bias = Wx, Wh, b
         self.table = None if embedding is None else embedding @ Wx + b  # (V, 3H)
-        self.reset(1)
+        self.input_size = len(Wx) if embedding is None else len(embedding)
+        self.hidden_size = len(Wh)
+
+    def bind(self, xh: np.ndarray) -> None:
+        self.x = xh[:, : self.input_size]  # (B, D): the layer below's h
+        self.column_h = xh[:, self.input_size + 1:]  # (B, H): read by the layer above
+        self._allocate(len(xh))
 
     def _allocate(self, batch_size: int) -> None:
-        shape, dtype = (batch_size, self.hidden_weight.shape[0]), self.hidden_weight.dtype
+        shape, dtype = (batch_size, self.hidden_size), self.hidden_weight.dtype
         self.h, self.h_next = np.empty(shape, dtype), np.empty(shape, dtype)
         self.ax = np.empty((batch_size, self.hidden_weight.shape[1]), dtype)
         self.ah = np.empty_like(self.ax)
 
-    def step(self, x: np.ndarray) -> np.ndarray:
+    def step(self, tokens: np.ndarray | None = None) -> None:
         if self.table is None:
-            matmul_rows_(x, self.input_weight, self.ax)
+            matmul_rows_(self.x, self.input_weight, self.ax)
             self.ax += self.bias
         else:
-            np.take(self.table, x, axis=0, out=self.ax)
+            np.take(self.table, tokens, axis=0, out=self.ax)
         matmul_rows_(self.h, self.hidden_weight, self.ah)
         _gru_cell_(self.ax, self.ah, self.h, self.h_next)
         self.h, self.h_next = self.h_next, self.h
-        return self.h
+        self.column_h[...] = self.h

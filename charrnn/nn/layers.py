@@ -46,6 +46,12 @@ def gate_values(gates: np.ndarray, gate_order: tuple[str, ...], name: str) -> np
     return gates[..., index * H: (index + 1) * H]
 
 
+def gate_blocks(a: np.ndarray, num_gates: int) -> tuple[np.ndarray, ...]:
+    """The ``num_gates`` blocks of H columns of a (..., G*H), in order, as views (..., H)."""
+    H = a.shape[-1] // num_gates
+    return tuple(a[..., gate * H: (gate + 1) * H] for gate in range(num_gates))
+
+
 def weight_gradients(x, h_prev, dax, dah, Wx, workspace: Workspace):
     """The gradients of a layer's weights, each summed over all T steps in one matrix
     product, and of its inputs.
@@ -130,20 +136,31 @@ def matmul_rows_(x: np.ndarray, weight: np.ndarray, out: np.ndarray,
 class LayerStepper:
     """One recurrent layer run one step at a time for generation: the base of each cell's.
 
-    A stepper holds the layer's state for B rows and its weights as the cell
-    wants them for stepping, made once (make a new stepper after the weights
-    change). ``step(x)`` takes the input of every row, token ids (B,) for the
-    first layer (whose input projection, the same for every step of a token, a
-    stepper works out once for every token, embedding @ Wx + b (V, G*H)) and
-    the layer below's output (B, D) above it, and returns h (B, H): an array of
-    the stepper's own that its next step overwrites.
+    A stepper holds the layer's weights as the cell wants them for stepping,
+    made once (make a new stepper after the weights change), and the state of
+    B rows. The model's ``Stepper`` keeps the rows of every layer in one
+    column array and gives each layer its own with ``bind``: [x, 1, h]
+    (B, D + 1 + H), in which x is the one-hot row of the token (V,) in the
+    first layer and, above it, the h of the layer below, so that a layer
+    reads its input where the layer below left it. ``step(tokens)`` feeds
+    token ids (B,) to the first layer; a layer above steps with no argument.
+    A step leaves the new h in the layer's rows of the column.
 
-    A subclass names its state arrays in ``state_names`` (h first), keeps them
-    as attributes of those names, and makes them and its work arrays, for a
-    batch size, in ``_allocate``.
+    A subclass sets ``input_size`` (D) and ``hidden_size`` (H), names its
+    state arrays in ``state_names`` (h first), keeps them as attributes of
+    those names, and makes its work arrays for B rows in ``_allocate``.
     """
 
     state_names: tuple[str, ...] = ("h",)
+    input_size: int
+    hidden_size: int
+
+    def bind(self, xh: np.ndarray) -> None:
+        """Take the layer's rows [x, 1, h] (B, D + 1 + H) of the column array; the state is
+        then undefined until set."""
+        self.xh = xh
+        self.h = xh[:, self.input_size + 1:]
+        self._allocate(len(xh))
 
     def _allocate(self, batch_size: int) -> None:
         raise NotImplementedError
@@ -155,41 +172,30 @@ class LayerStepper:
 
     @state.setter
     def state(self, values: tuple[np.ndarray, ...]) -> None:
-        """Take this state, each (B', H), for B' rows."""
-        if len(values[0]) != len(getattr(self, self.state_names[0])):
-            self._allocate(len(values[0]))
+        """Take this state, each (B, H), for the B rows bound."""
         for name, value in zip(self.state_names, values):
             getattr(self, name)[...] = value
-
-    def reset(self, batch_size: int) -> None:
-        """A zero state for ``batch_size`` rows."""
-        self._allocate(batch_size)
-        for name in self.state_names:
-            getattr(self, name)[...] = 0
-
-    def select(self, rows: np.ndarray) -> None:
-        """Keep the rows picked by ``rows`` (indices, or a boolean mask (B,)), in that order."""
-        self.state = tuple(getattr(self, name)[rows] for name in self.state_names)
 
 
 class SumStepper(LayerStepper):
     """A stepper for cells whose pre-activations are a = x Wx + h Wh + b (LSTM, RNN).
 
-    Above the first layer, x, h and a 1 sit side by side in one array
-    [x, h, 1] (B, D + H + 1), and Wx, Wh and b are stacked into one
-    (D + H + 1, G*H) matrix, so that a step's pre-activations are one matrix
-    product, bias included. In the first layer, x is the one-hot row of the
-    token (V,), and the stack is the table of every token's input projection,
-    embedding @ Wx + b (V, G*H), over Wh: looking the token up is part of the
-    product (at 64 rows of a 2 x 512 model, the 67 rows more in the product
-    cost about 100 us a step, gathering and adding the table's rows 200 us).
-    ``weight`` is the stepper's own array, which a subclass may change in
-    place; ``a`` holds the pre-activations.
+    Wx, b and Wh are stacked into one (D + 1 + H, G*H) matrix, as x, 1 and h sit
+    in the layer's rows [x, 1, h], so that a step's pre-activations are one
+    matrix product, bias included. In the first layer, x is the one-hot row of
+    the token (V,) and Wx every token's input projection, embedding @ Wx
+    (V, G*H): looking the tokens up is part of the product (at 64 rows of a
+    2 x 512 model, the 67 rows more in the product cost about 100 us a step,
+    gathering and adding the rows of a table 200 us). One row is the
+    exception: its product is h Wh alone, to which its token's row of
+    ``table`` (embedding @ Wx + b) is added (42 us a step against 50 on the
+    AMD EPYC).
+    ``a`` holds the pre-activations.
 
     The stepper's arrays are stored transposed: ``weight``, ``xh``, ``h`` and
-    ``a`` are views of contiguous (G*H, D + H + 1), (D + H + 1, B), (H, B) and
+    ``a`` are views of contiguous (G*H, D + 1 + H), (D + 1 + H, B), (H, B) and
     (G*H, B) arrays, whose columns are the rows of the batch. The product is
-    then made as W^T [x, h, 1]^T, which OpenBLAS runs faster than [x, h, 1] W
+    then made as W^T [x, 1, h]^T, which OpenBLAS runs faster than [x, 1, h] W
     (2 x 512 LSTM on two cores of the AMD EPYC: 1.58 ms against 1.79 for the
     upper layer's product at 64 rows, 61 us against 77 at one row), and a
     subclass's elementwise work on a block of units reads contiguous memory.
@@ -199,26 +205,39 @@ class SumStepper(LayerStepper):
                  embedding: np.ndarray | None = None):
         self.hidden_size = Wh.shape[0]
         self.one_hot = embedding is not None  # the input is token ids
+        input_weight = embedding @ Wx if self.one_hot else Wx  # (V, G*H) or (D, G*H)
         if self.one_hot:
-            stacked = [embedding @ Wx + b, Wh]  # [x, h] with x one-hot (V,)
-        else:
-            stacked = [Wx, Wh, b[None]]  # [x, h, 1]
-        self.input_size = len(stacked[0])
-        weight = np.concatenate(stacked)  # (D + H [+ 1], G*H)
-        self.weight = transpose_(weight, np.empty(weight.shape[::-1], weight.dtype)).T
-        self.reset(1)
+            self.table = input_weight + b  # for one row, each token's x Wx + b (V, G*H)
+        self.input_size = len(input_weight)
+        # W^T (G*H, D + 1 + H) of W = [Wx, b, Wh], each block transposed into its columns.
+        weight_t = np.empty((Wh.shape[1], self.input_size + 1 + self.hidden_size), Wh.dtype)
+        start = 0
+        for block in (input_weight, b[None], Wh):
+            transpose_(block, weight_t[:, start: start + len(block)])
+            start += len(block)
+        self.weight = weight_t.T
+        # Wh^T (G*H, H), a view whose rows are strided: the product of one row fed a token
+        # reads only these (a product of 513 columns, [b, Wh], took 3 us more than of 512).
+        self.hidden_weight_t = self.weight.T[:, self.input_size + 1:]
 
     def _allocate(self, batch_size: int) -> None:
-        dtype = self.weight.dtype
-        self.xh = np.ones((len(self.weight), batch_size), dtype).T  # [x, h, 1] (B, D + H + 1)
-        self.h = self.xh[:, self.input_size: self.input_size + self.hidden_size]
-        self.a = np.empty((self.weight.shape[1], batch_size), dtype).T  # (B, G*H)
+        self.a = np.empty((self.weight.shape[1], batch_size), self.weight.dtype).T  # (B, G*H)
+        self.rows = np.arange(batch_size)
 
-    def preactivations(self, x: np.ndarray) -> np.ndarray:
-        """a (B, G*H) for the input x: token ids (B,) for the first layer, else (B, D)."""
+    def preactivations(self, tokens: np.ndarray | None = None) -> np.ndarray:
+        """a (B, G*H): in the first layer, for the token ids (B,); above it, for the input the
+        layer below left in the column."""
+        if self.one_hot and len(tokens) == 1:
+            return self._looked_up_preactivations(tokens[0])
         if self.one_hot:
             self.xh[:, : self.input_size] = 0
-            self.xh[np.arange(len(x)), x] = 1
-        else:
-            self.xh[:, : self.input_size] = x
+            self.xh[self.rows, tokens] = 1
         return matmul_rows_(self.xh.T, self.weight.T, self.a.T, transposed=True).T
+
+    def _looked_up_preactivations(self, token: int) -> np.ndarray:
+        """a (1, G*H) of a single row fed ``token``: h Wh, plus the token's row of the
+        table."""
+        a = self.a[0]  # (G*H,)
+        np.matmul(self.hidden_weight_t, self.h[0], out=a)
+        a += self.table[token]
+        return self.a

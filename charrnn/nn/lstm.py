@@ -26,8 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from charrnn.nn.layers import (SumStepper, Workspace, add_hidden_product_, gate_values,
-                                transpose_, weight_gradients)
+from charrnn.nn.layers import (SumStepper, Workspace, add_hidden_product_, gate_blocks,
+                                gate_values, transpose_, weight_gradients)
 
 GATE_ORDER = ("input", "forget", "output", "candidate")
 NUM_GATES = len(GATE_ORDER)
@@ -82,7 +82,7 @@ def activate_(a: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarr
     c, tanh_c, h: (B, H) outputs: new cell state, its tanh, new hidden state.
     """
     squash_(a)
-    new_state_(a, c_prev, c, tanh_c, h)
+    new_state_(gate_blocks(a, NUM_GATES), c_prev, c, tanh_c, h)
 
 
 def squash_(a: np.ndarray, num_gates: int = NUM_GATES) -> None:
@@ -95,13 +95,11 @@ def squash_(a: np.ndarray, num_gates: int = NUM_GATES) -> None:
     a += shift
 
 
-def new_state_(gates: np.ndarray, c_prev: np.ndarray, c: np.ndarray, tanh_c: np.ndarray,
-               h: np.ndarray) -> None:
-    """c = f * c_prev + i * g and h = o * tanh(c), from the gates (B, 4H) and c_prev (B, H),
-    into c, tanh_c and h (B, H); c may be c_prev."""
-    H = c.shape[-1]
-    input_gate, forget_gate = gates[:, :H], gates[:, H: 2 * H]
-    output_gate, candidate = gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
+def new_state_(gates: tuple[np.ndarray, ...], c_prev: np.ndarray, c: np.ndarray,
+               tanh_c: np.ndarray, h: np.ndarray) -> None:
+    """c = f * c_prev + i * g and h = o * tanh(c), from the gates (i, f, o, g), each (B, H)
+    (see ``gate_blocks``), and c_prev (B, H), into c, tanh_c and h (B, H); c may be c_prev."""
+    input_gate, forget_gate, output_gate, candidate = gates
     np.multiply(forget_gate, c_prev, out=c)
     np.multiply(input_gate, candidate, out=tanh_c)  # tanh_c as scratch for i * g
     c += tanh_c
@@ -289,7 +287,7 @@ def lstm_cell_(a, c_prev):
 
 
 class LSTMStepper(SumStepper):
-    """An LSTM layer run one step at a time (see ``recurrent.LayerStepper``), its sigmoid
+    """An LSTM layer run one step at a time (see ``layers.LayerStepper``), its sigmoid
     columns halved once in the weights (see ``halve_sigmoid_columns``)."""
 
     state_names = ("h", "c")
@@ -299,6 +297,8 @@ class LSTMStepper(SumStepper):
     def __init__(self, Wx, Wh, b, embedding=None):
         super().__init__(Wx, Wh, b, embedding)
         self.weight.T[: -self.hidden_size] *= 0.5  # its sigmoid columns, stored as rows
+        if self.one_hot:
+            self.table[:, : -self.hidden_size] *= 0.5
 
     def _allocate(self, batch_size: int) -> None:
         super()._allocate(batch_size)
@@ -306,13 +306,13 @@ class LSTMStepper(SumStepper):
         self.c = np.empty((self.hidden_size, batch_size), self.weight.dtype).T  # (B, H)
         self.tanh_c = np.empty_like(self.c)
         self.sigmoid_columns = self.a[:, : -self.hidden_size]  # i, f, o: all but g
+        self.gates = gate_blocks(self.a, self.num_gates)  # views of a, made once
 
-    def step(self, x: np.ndarray) -> np.ndarray:
-        a = np.tanh(self.preactivations(x), out=self.a)
+    def step(self, tokens: np.ndarray | None = None) -> None:
+        np.tanh(self.preactivations(tokens), out=self.a)
         # sigmoid = tanh(a / 2) / 2 + 1/2 with scalars, not activate_'s whole-width
         # constants: after a step's matrix products have filled the caches, reading
         # fewer arrays matters more than contiguous rows.
         self.sigmoid_columns *= 0.5
         self.sigmoid_columns += 0.5
-        self.update_state(a, self.c, self.c, self.tanh_c, self.h)
-        return self.h
+        self.update_state(self.gates, self.c, self.c, self.tanh_c, self.h)

@@ -149,8 +149,7 @@ class PeepholeStepper(LSTMStepper):
         super()._allocate(batch_size)
         self.output_scratch = np.empty_like(self.c)
 
-    def step(self, x: np.ndarray) -> np.ndarray:
-        peephole_activate_(self.preactivations(x), self.c, self.c, self.tanh_c, self.h,
+    def step(self, tokens: np.ndarray | None = None) -> None:
+        peephole_activate_(self.preactivations(tokens), self.c, self.c, self.tanh_c, self.h,
                            self.peephole, self.output_scratch)
-        return self.h
 

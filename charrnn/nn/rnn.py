@@ -91,8 +91,7 @@ def rnn_step(x, state, Wx, Wh, b):
 
 
 class RNNStepper(SumStepper):
-    """A vanilla RNN layer run one step at a time (see ``recurrent.LayerStepper``)."""
+    """A vanilla RNN layer run one step at a time (see ``layers.LayerStepper``)."""
 
-    def step(self, x: np.ndarray) -> np.ndarray:
-        np.tanh(self.preactivations(x), out=self.h)
-        return self.h
+    def step(self, tokens: np.ndarray | None = None) -> None:
+        np.tanh(self.preactivations(tokens), out=self.h)
