@@ -303,8 +303,10 @@ def test_on_tinyshakespeare_the_text_changes_no_recipe():
 
 @pytest.mark.parametrize("max_time, text_chars, dropout, cell", [
     (120, REFERENCE_TEXT_CHARS // 10, 0.2, "lstm"),  # read as often as tinyshakespeare in 1,200 s
-    (120, REFERENCE_TEXT_CHARS // 2, 0.0, "lstm"),   # ... in 240 s
+    (120, REFERENCE_TEXT_CHARS // 2, 0.0, "lstm-cifg"),  # ... in 240 s
+    (300, REFERENCE_TEXT_CHARS // 2, 0.2, "lstm"),   # ... in 600 s
     (120, REFERENCE_TEXT_CHARS * 4, 0.0, "lstm-cifg"),  # ... in 30 s
+    (300, REFERENCE_TEXT_CHARS * 4, 0.0, "lstm-cifg"),  # ... in 75 s
     (600, REFERENCE_TEXT_CHARS * 4, 0.0, "lstm"),    # ... in 150 s: a long run keeps its cell
     (1000, REFERENCE_TEXT_CHARS // 100, 0.2, "lstm"),  # the standard width's strongest
     (1800, REFERENCE_TEXT_CHARS * 100, 0.35, "lstm"),  # the wide recipe, whatever the text
@@ -348,7 +350,7 @@ def test_given_values_win_over_any_recipe(limits, given):
 
 @pytest.mark.parametrize("settings, hidden_size, cell", [
     ({"max_time": 1800}, 512, "lstm"), ({"max_time": 900}, 256, "lstm"),
-    ({"max_time": 500}, 256, "lstm"), ({"max_time": 200}, 256, "lstm-cifg"),
+    ({"max_time": 501}, 256, "lstm"), ({"max_time": 500}, 256, "lstm-cifg"),
     ({"max_steps": 10}, 256, "lstm"), ({}, 256, "lstm"),
     ({"max_time": 120, "max_steps": 10}, 256, "lstm"),
     ({"max_time": 1800, "hidden_size": 64}, 64, "lstm"),
