@@ -16,9 +16,10 @@ biases trained), as a PyTorch user would write it, and "pytorch-matched"
 with charrnn's (its Adam, its clipping, one bias), which differs from
 charrnn's run only in the number of steps. Both make the steps of PyTorch's
 stock speed. All are scored by charrnn in one pass over the end of the text
-that ``charrnn train`` holds out (the last 5%). With ``--blind``, charrnn also trains with the recipe its budget
-gives blind to the text (tinyshakespeare's, as runs chose before they
-looked at the text's length), where that differs from the text's.
+that ``charrnn train`` holds out (the last 5%). With ``--blind``, charrnn
+also trains with the recipe its budget gives blind to the text
+(tinyshakespeare's, as runs chose before they looked at the text's length),
+where that differs from the text's.
 
 Budgets are counted in steps, not seconds: the machine is shared, and a
 wall-clock budget would measure the other users' load as much as either
@@ -185,7 +186,7 @@ def one_seed(text: str, seconds: float, seed: int, steps: dict[str, int],
     def trained(name: str) -> Model:
         if name in TWINS:
             return train_torch(checkpoint, corpus, steps[name], stock=TWINS[name])
-        return load_checkpoint(checkpoints[name]).model
+        return checkpoint.model if name == "charrnn" else load_checkpoint(checkpoints[name]).model
 
     held_out = {name: saved_score(out_dir / f"{stem}-{name}.json", steps[name],
                                   lambda: one_pass_score(trained(name), corpus.val_tokens))
@@ -260,8 +261,9 @@ def main(texts, budgets, seeds, out_dir, rates_file, measure_seconds, measure_on
               for text in texts for seconds in budgets}
     if blind:  # the budget's recipe alone, where the text changes it
         for (text, seconds), recipes in chosen.items():
-            if recipe(None, None, seconds) != recipes["charrnn"]:
-                recipes["blind"] = recipe(None, None, seconds)
+            budget_alone = recipe(None, None, seconds)
+            if budget_alone != recipes["charrnn"]:
+                recipes["blind"] = budget_alone
     if rates_file is not None:
         rates = json.loads(rates_file.read_text())
     else:  # one measurement per step shape: the recipes may share one
